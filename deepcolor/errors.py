@@ -1,0 +1,34 @@
+"""The package's errors: each carries a message a person can act on."""
+
+from __future__ import annotations
+
+
+class DeepColorError(Exception):
+    """Base class of every error DeepColor raises on purpose."""
+
+
+class InvalidImage(DeepColorError):
+    """A file or object that cannot be read as an image."""
+
+
+class ImageTooLarge(InvalidImage):
+    """An image above the configured pixel limit."""
+
+
+class UnknownModel(DeepColorError, KeyError):
+    """A model name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelUnavailable(DeepColorError):
+    """A model whose weights cannot be found or loaded here."""
+
+
+class InvalidCondition(DeepColorError, ValueError):
+    """A missing, unknown or malformed condition (hints, reference, prompt, ...)."""
+
+
+class DuplicateModel(DeepColorError, ValueError):
+    """A second registration under a name already taken."""

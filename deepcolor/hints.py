@@ -1,0 +1,120 @@
+"""Colour hints: what a user gives SIGGRAPH17-style models, and their simulation for training.
+
+Local hints are maps: ``ab`` ``(B, 2, H, W)`` holding the hinted colour (0 elsewhere) and
+``mask`` ``(B, 1, H, W)`` (1 where a hint is). A user's hint is a :class:`PointHint` placed in
+fractions of the image size so that it means the same point at any resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .errors import InvalidCondition
+
+
+@dataclass(frozen=True)
+class PointHint:
+    """One user hint: the colour (CIELAB a, b) of a small square around (x, y)."""
+
+    x: float  # 0 = left edge, 1 = right edge
+    y: float  # 0 = top, 1 = bottom
+    a: float
+    b: float
+    size: int = 3  # side of the square patch, in pixels of the model's working size
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.x <= 1.0 and 0.0 <= self.y <= 1.0):
+            raise InvalidCondition(f"hint position ({self.x}, {self.y}) is outside the image")
+        if not (-128 <= self.a <= 128 and -128 <= self.b <= 128):
+            raise InvalidCondition(f"hint colour a={self.a}, b={self.b} is outside CIELAB's range")
+        if not 1 <= self.size <= 64:
+            raise InvalidCondition(f"hint size {self.size} must be between 1 and 64 pixels")
+
+
+def as_point_hints(hints: Iterable) -> list[PointHint]:
+    """Accept PointHints, dicts or (x, y, a, b[, size]) tuples."""
+    out = []
+    for hint in hints:
+        if isinstance(hint, PointHint):
+            out.append(hint)
+        elif isinstance(hint, dict):
+            try:
+                out.append(PointHint(**hint))
+            except TypeError as exc:
+                raise InvalidCondition(f"bad hint {hint!r}: {exc}") from None
+        elif isinstance(hint, Sequence) and len(hint) in (4, 5):
+            out.append(PointHint(*(float(v) for v in hint[:4]), *(int(v) for v in hint[4:])))
+        else:
+            raise InvalidCondition(f"bad hint {hint!r}: expected (x, y, a, b[, size])")
+    return out
+
+
+def encode_point_hints(
+    hints: Sequence[PointHint], height: int, width: int, dtype=torch.float32, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rasterise hints into ``(ab (1,2,H,W), mask (1,1,H,W))`` at a given size."""
+    ab = torch.zeros(1, 2, height, width, dtype=dtype, device=device)
+    mask = torch.zeros(1, 1, height, width, dtype=dtype, device=device)
+    for hint in hints:
+        size = min(hint.size, height, width)
+        top = min(max(round(hint.y * (height - 1) - (size - 1) / 2), 0), height - size)
+        left = min(max(round(hint.x * (width - 1) - (size - 1) / 2), 0), width - size)
+        ab[0, 0, top : top + size, left : left + size] = hint.a
+        ab[0, 1, top : top + size, left : left + size] = hint.b
+        mask[0, 0, top : top + size, left : left + size] = 1.0
+    return ab, mask
+
+
+def sample_hints_from_truth(
+    ab: torch.Tensor,
+    *,
+    p: float = 1 / 8,
+    patch_sizes: Sequence[int] = tuple(range(1, 10)),
+    num_points: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Simulated user hints (Zhang et al. 2017): geometric count, Gaussian-centred positions.
+
+    For each image: the number of points is geometric with success ``p`` (P(n=k) = (1-p)^k p),
+    unless ``num_points`` fixes it; each point reveals the mean ab of a P×P patch, P drawn from
+    ``patch_sizes``, at a position drawn from N(centre, size/4) clipped to the image.
+    """
+    b, _, h, w = ab.shape
+    hint_ab = torch.zeros_like(ab)
+    mask = torch.zeros(b, 1, h, w, dtype=ab.dtype, device=ab.device)
+
+    def rand() -> float:
+        return float(torch.rand((), generator=generator))
+
+    for i in range(b):
+        if num_points is None:
+            n = 0
+            while rand() < 1 - p:
+                n += 1
+        else:
+            n = num_points
+        for _ in range(n):
+            size = int(patch_sizes[int(torch.randint(len(patch_sizes), (), generator=generator))])
+            size = min(size, h, w)
+            top = _gaussian_position(h - size + 1, generator)
+            left = _gaussian_position(w - size + 1, generator)
+            patch = ab[i, :, top : top + size, left : left + size]
+            hint_ab[i, :, top : top + size, left : left + size] = patch.mean(
+                dim=(1, 2), keepdim=True
+            )
+            mask[i, :, top : top + size, left : left + size] = 1.0
+    return hint_ab, mask
+
+
+def _gaussian_position(extent: int, generator: torch.Generator | None) -> int:
+    value = extent / 2 + float(torch.randn((), generator=generator)) * extent / 4
+    return int(min(max(value, 0), extent - 1))
+
+
+def saturation_hint(ab: torch.Tensor) -> torch.Tensor:
+    """Global saturation of each image (mean chroma / 110), ``(B, 1)``: a global hint."""
+    chroma = ab.pow(2).sum(dim=1).sqrt()
+    return (chroma.flatten(1).mean(dim=1, keepdim=True) / 110.0).clamp(0, 1)

@@ -1,0 +1,263 @@
+"""``ColorizationPipeline``: full-resolution L in, ab at the model's size, recombined at full res.
+
+Everything around the model lives here, once: decoding, L at full resolution, resizing L to the
+model's working size, batching, device and dtype, upsampling ab and recombining it with the
+original L, alpha. The output has the input's exact size and its luminance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .color import join_lab, lab_to_rgb, rgb_to_lab
+from .errors import InvalidCondition
+from .hints import as_point_hints, encode_point_hints
+from .images import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_pil, to_uint8
+from .models.base import Colorizer
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"``: CUDA if present, then Apple MPS, else CPU."""
+    if device not in (None, "auto"):
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None``/``"auto"``: float16 on CUDA, float32 elsewhere (CPU half precision is slow)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.float16 if device.type == "cuda" else torch.float32
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(_DTYPES)}") from None
+
+
+@dataclass
+class ColorizationResult:
+    """One colourised image at the input's full resolution."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    alpha: np.ndarray | None  # (H, W) float in [0, 1]
+    L: np.ndarray  # (H, W) float64, the input's lightness
+    ab: np.ndarray  # (H, W, 2) float32, the predicted chroma at full resolution
+    source: str
+    original: np.ndarray | None = None  # (H, W, 3) uint8 when the input was in colour
+    seconds: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_pil(self) -> Image.Image:
+        return to_pil(self.rgb, self.alpha)
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        return save_image(self.to_pil(), path, overwrite=overwrite)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+class ColorizationPipeline:
+    """Colourise images of any size with any registered model.
+
+    >>> pipe = ColorizationPipeline("unet")             # doctest: +SKIP
+    >>> result = pipe("photo.jpg")                       # doctest: +SKIP
+    >>> result.save("photo-colour.png")                  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: Colorizer | str,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = "float32",
+        batch_size: int = 8,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        weights: str | None = "default",
+    ) -> None:
+        if isinstance(model, str):
+            from .registry import create_colorizer
+
+            model = create_colorizer(model, weights=weights)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(self.device).eval()
+        self.batch_size = max(1, int(batch_size))
+        self.max_pixels = max_pixels
+
+    # --- public API ---------------------------------------------------------------------------
+    def __call__(self, images, **conditions: Any):
+        """Colourise one image (returns a result) or a list of images (returns a list)."""
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        results = self.colorize_many(items, **conditions)
+        return results[0] if single else results
+
+    def colorize_many(self, images: Sequence, **conditions: Any) -> list[ColorizationResult]:
+        loaded = [load_image(img, max_pixels=self.max_pixels) for img in images]
+        per_image_hints = self._split_hints(conditions.pop("hints", None), len(loaded))
+        if conditions.get("reference") is not None:
+            conditions["reference"] = self._reference_tensor(conditions["reference"])
+        results: list[ColorizationResult] = []
+        size = self.model.working_size
+        if size is not None and not any(per_image_hints):
+            for start in range(0, len(loaded), self.batch_size):
+                chunk = loaded[start : start + self.batch_size]
+                results.extend(self._run_batch(chunk, conditions))
+        else:
+            for image, hints in zip(loaded, per_image_hints, strict=True):
+                extra = dict(conditions)
+                if hints:
+                    extra["hints"] = hints
+                results.extend(self._run_batch([image], extra))
+        return results
+
+    def predict_ab(self, L: torch.Tensor, **conditions: Any) -> torch.Tensor:
+        """Full-resolution ``L (B,1,H,W)`` -> full-resolution ``ab`` (float32, CPU)."""
+        height, width = L.shape[-2:]
+        work = self._working_shape(height, width)
+        L_work = _resize(L.to(torch.float32), work).to(self.device, self.dtype)
+        if "hints" in conditions:
+            conditions = dict(conditions)
+            hint_ab, mask = encode_point_hints(conditions.pop("hints"), *work)
+            conditions["hints"] = (
+                hint_ab.to(self.device, self.dtype).expand(L.shape[0], -1, -1, -1),
+                mask.to(self.device, self.dtype).expand(L.shape[0], -1, -1, -1),
+            )
+        with torch.inference_mode():
+            ab = self.model.predict(L_work, **conditions)
+        ab = ab.float().cpu()
+        if not torch.isfinite(ab).all():
+            raise RuntimeError(f"model {self.model.name!r} produced non-finite colours")
+        return _resize(ab, (height, width))
+
+    # --- internals ----------------------------------------------------------------------------
+    def _working_shape(self, height: int, width: int) -> tuple[int, int]:
+        size = self.model.working_size
+        if size is not None:
+            return (size, size)
+        multiple = max(1, self.model.size_multiple)
+        return (
+            max(multiple, round(height / multiple) * multiple),
+            max(multiple, round(width / multiple) * multiple),
+        )
+
+    def _run_batch(self, images: list[LoadedImage], conditions: dict) -> list[ColorizationResult]:
+        start = time.perf_counter()
+        L_full = [
+            rgb_to_lab(torch.from_numpy(img.rgb).permute(2, 0, 1))[:1].unsqueeze(0)
+            for img in images
+        ]
+        if self.model.working_size is not None and len(images) > 1:
+            work = self._working_shape(*L_full[0].shape[-2:])
+            L_small = torch.cat([_resize(L.float(), work) for L in L_full])
+            ab_small = self._predict_small(L_small, conditions)
+            ab_full = [_resize(ab_small[i : i + 1], L.shape[-2:]) for i, L in enumerate(L_full)]
+        else:
+            ab_full = [self.predict_ab(L, **conditions) for L in L_full]
+        elapsed = (time.perf_counter() - start) / len(images)
+        return [
+            self._recombine(img, L, ab, elapsed)
+            for img, L, ab in zip(images, L_full, ab_full, strict=True)
+        ]
+
+    def _predict_small(self, L_small: torch.Tensor, conditions: dict) -> torch.Tensor:
+        with torch.inference_mode():
+            ab = self.model.predict(L_small.to(self.device, self.dtype), **conditions)
+        return ab.float().cpu()
+
+    def _recombine(
+        self, image: LoadedImage, L: torch.Tensor, ab: torch.Tensor, seconds: float
+    ) -> ColorizationResult:
+        lab = join_lab(L, ab.to(L.dtype))
+        rgb = lab_to_rgb(lab)[0].permute(1, 2, 0).numpy()
+        original = to_uint8(image.rgb) if image.is_color else None
+        return ColorizationResult(
+            rgb=to_uint8(rgb),
+            alpha=image.alpha,
+            L=L[0, 0].numpy(),
+            ab=ab[0].permute(1, 2, 0).numpy().astype(np.float32),
+            source=image.source,
+            original=original,
+            seconds=seconds,
+        )
+
+    @staticmethod
+    def _split_hints(hints, count: int) -> list[list]:
+        if hints is None:
+            return [[] for _ in range(count)]
+        hints = list(hints)
+        nested = hints and all(
+            isinstance(h, (list, tuple)) and h and not _is_number(h[0]) for h in hints
+        )
+        if count > 1 or nested:
+            if len(hints) != count or not nested:
+                raise InvalidCondition(
+                    f"with {count} images, give one list of hints per image ({len(hints)} given)"
+                )
+            return [as_point_hints(h) for h in hints]
+        return [as_point_hints(hints)]
+
+    def _reference_tensor(self, reference) -> torch.Tensor:
+        if isinstance(reference, torch.Tensor):
+            ref = reference if reference.dim() == 4 else reference.unsqueeze(0)
+        else:
+            img = load_image(reference, max_pixels=self.max_pixels, keep_alpha=False)
+            ref = torch.from_numpy(img.rgb).permute(2, 0, 1).unsqueeze(0)
+        return ref.to(self.device, self.dtype if self.dtype != torch.float16 else torch.float32)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating))
+
+
+def iter_image_files(inputs: Iterable[str | Path], recursive: bool = True) -> list[Path]:
+    """Expand files, folders and glob patterns into image paths (sorted, de-duplicated)."""
+    from glob import glob
+
+    from .images import IMAGE_SUFFIXES
+
+    found: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if any(ch in text for ch in "*?["):
+            found.extend(Path(p) for p in sorted(glob(text, recursive=True)) if Path(p).is_file())
+        elif path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found.extend(
+                p
+                for p in sorted(path.glob(pattern))
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
+        else:
+            found.append(path)  # missing files are reported per file by the caller
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique

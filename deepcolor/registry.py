@@ -1,0 +1,120 @@
+"""The model registry: ``register_colorizer`` / ``create_colorizer`` / ``list_colorizers``.
+
+Modelled on timm's ``register_model`` + ``create_model``: each model file registers a factory
+under a unique name with a description of what it needs, and callers build models by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import DuplicateModel, ModelUnavailable, UnknownModel
+
+
+@dataclass(frozen=True)
+class ColorizerInfo:
+    """What the registry knows about a model without building it."""
+
+    name: str
+    factory: Callable[..., Any]
+    summary: str
+    needs: tuple[str, ...] = ()  # conditions that must be given (e.g. "reference", "prompt")
+    accepts: tuple[str, ...] = ()  # optional conditions (e.g. "hints", "temperature")
+    weights: str = "none"  # where weights come from, in words
+    default_weights: str | None = None  # shipped folder name, local path or Hub id
+    trainable: bool = True
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def describe_conditions(self) -> str:
+        parts = [f"needs {', '.join(self.needs)}"] if self.needs else []
+        if self.accepts:
+            parts.append(f"accepts {', '.join(self.accepts)}")
+        return "; ".join(parts) or "L only"
+
+
+_REGISTRY: dict[str, ColorizerInfo] = {}
+
+
+def register_colorizer(
+    name: str,
+    *,
+    summary: str,
+    needs: tuple[str, ...] = (),
+    accepts: tuple[str, ...] = (),
+    weights: str = "none",
+    default_weights: str | None = None,
+    trainable: bool = True,
+    **defaults: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering a model class or factory under ``name`` (names are unique)."""
+
+    def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY:
+            raise DuplicateModel(f"a colorizer named {name!r} is already registered")
+        _REGISTRY[name] = ColorizerInfo(
+            name=name,
+            factory=factory,
+            summary=summary,
+            needs=tuple(needs),
+            accepts=tuple(accepts),
+            weights=weights,
+            default_weights=default_weights,
+            trainable=trainable,
+            defaults=dict(defaults),
+        )
+        return factory
+
+    return decorator
+
+
+def _ensure_models_loaded() -> None:
+    from . import models  # noqa: F401  (importing registers every model file)
+
+
+def colorizer_info(name: str) -> ColorizerInfo:
+    """The registry entry for ``name``, or :class:`UnknownModel` naming the choices."""
+    _ensure_models_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        choices = ", ".join(sorted(_REGISTRY))
+        raise UnknownModel(f"unknown model {name!r}; available models: {choices}") from None
+
+
+def list_colorizers() -> list[ColorizerInfo]:
+    """Every registered model, sorted by name."""
+    _ensure_models_loaded()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def create_colorizer(
+    name: str, weights: str | None = "default", **kwargs: Any
+):  # -> Colorizer (import cycle)
+    """Build model ``name``.
+
+    ``weights``: ``"default"`` loads the shipped weights where the model has them (a model that
+    needs weights and has none raises :class:`ModelUnavailable`); ``None`` builds it with fresh
+    (random or pretrained-backbone) weights; anything else is a local ``save_pretrained`` folder
+    or a Hub id.
+    """
+    from .weights import resolve_weights
+
+    info = colorizer_info(name)
+    if weights is None:
+        return info.factory(**{**info.defaults, **kwargs})
+    if weights == "default":
+        if info.default_weights is None:
+            if not info.trainable:  # baselines carry no trained weights
+                return info.factory(**{**info.defaults, **kwargs})
+            raise ModelUnavailable(
+                f"model {name!r} has no default weights in this installation; train it "
+                f"(`accelerate launch -m train --model {name} ...`) and pass --weights RUN/final"
+            )
+        weights = info.default_weights
+    folder = resolve_weights(weights, model_name=name)
+    cls = info.factory
+    if not hasattr(cls, "from_pretrained"):
+        raise ModelUnavailable(f"model {name!r} cannot load saved weights")
+    return cls.from_pretrained(str(folder), **kwargs)

@@ -1,0 +1,109 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepcolor.cli import main
+
+
+def _write(path, size=(20, 14), color=(120, 60, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+def test_models_lists_registry(capsys):
+    assert main(["models", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "gray" in out and "tint" in out and "conditions:" in out and "weights:" in out
+
+
+def test_help_everywhere():
+    for args in ([], ["colorize"], ["evaluate"], ["models"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "deepcolor.cli", *args, "--help"], capture_output=True, text=True
+        )
+        assert proc.returncode == 0 and "usage: deepcolor" in proc.stdout
+
+
+def test_colorize_files_folders_and_failures(tmp_path, capsys):
+    src = tmp_path / "in"
+    _write(src / "a.png")
+    _write(src / "nested" / "b.jpg")
+    (src / "broken.png").write_bytes(b"not really a png")
+    out = tmp_path / "out"
+    code = main(["colorize", str(src), "-o", str(out), "--model", "tint"])
+    captured = capsys.readouterr()
+    assert code == 1  # one file failed
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert "broken.png" in captured.err and "not an image" in captured.err
+    assert "2 of 3 image(s) written" in captured.out
+    result = np.asarray(Image.open(out / "a.png"))
+    assert result.shape == (14, 20, 3)
+
+
+def test_colorize_never_overwrites(tmp_path, capsys):
+    src = _write(tmp_path / "a.png")
+    before = src.read_bytes()
+    assert main(["colorize", str(src), "-o", str(tmp_path), "--model", "gray"]) == 1
+    assert "overwrite an input" in capsys.readouterr().err
+    assert src.read_bytes() == before
+    out = tmp_path / "o"
+    assert main(["colorize", str(src), "-o", str(out)]) == 0
+    assert main(["colorize", str(src), "-o", str(out)]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert main(["colorize", str(src), "-o", str(out), "--overwrite"]) == 0
+
+
+def test_glob_and_suffix(tmp_path):
+    _write(tmp_path / "x" / "one.png")
+    _write(tmp_path / "x" / "deep" / "two.png")
+    out = tmp_path / "out"
+    assert (
+        main(["colorize", str(tmp_path / "x" / "**" / "*.png"), "-o", str(out), "--suffix=-c"]) == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["one-c.png", "two-c.png"]
+
+
+def test_clear_errors(tmp_path, capsys):
+    _write(tmp_path / "a.png")
+    assert main(["colorize", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-m", "nope"]) == 1
+    assert "unknown model 'nope'" in capsys.readouterr().err
+    assert main(["colorize", str(tmp_path / "none*.png"), "-o", str(tmp_path / "o")]) == 2
+    assert "no input images" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["colorize", str(tmp_path / "a.png"), "-o", str(blocker / "sub")]) == 2
+    assert "cannot create output folder" in capsys.readouterr().err
+
+
+def test_evaluate_prints_table_and_writes_csv(tmp_path, capsys):
+    for i, c in enumerate([(200, 30, 30), (30, 200, 30)]):
+        _write(tmp_path / "set" / f"{i}.png", color=c)
+    csv = tmp_path / "r.csv"
+    assert (
+        main(["evaluate", str(tmp_path / "set"), "-m", "gray", "-m", "tint", "--csv", str(csv)])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "| gray | 2 |" in out and "| tint | 2 |" in out
+    assert len(csv.read_text().strip().splitlines()) == 5
+
+
+@pytest.mark.slow
+def test_evaluate_reproduces_kodak_baselines(shared_data, tmp_path, capsys):
+    """The issue's acceptance figure: gray / tint on Kodak24 (PSNR 22.46 / 23.61, ΔE 11.70 / 11.13)."""
+    import pandas as pd
+
+    csv = tmp_path / "k.csv"
+    kodak = shared_data / "eval" / "kodak24"
+    assert main(["evaluate", str(kodak), "-m", "gray", "-m", "tint", "--csv", str(csv)]) == 0
+    means = pd.read_csv(csv).groupby("model")[["psnr", "ciede2000"]].mean()
+    assert (
+        abs(means.loc["gray", "psnr"] - 22.46) < 0.05
+        and abs(means.loc["tint", "psnr"] - 23.61) < 0.05
+    )
+    assert abs(means.loc["gray", "ciede2000"] - 11.705) < 0.05
+    assert abs(means.loc["tint", "ciede2000"] - 11.135) < 0.05
