@@ -45,8 +45,12 @@ def as_point_hints(hints: Iterable) -> list[PointHint]:
                 out.append(PointHint(**hint))
             except TypeError as exc:
                 raise InvalidCondition(f"bad hint {hint!r}: {exc}") from None
-        elif isinstance(hint, Sequence) and len(hint) in (4, 5):
-            out.append(PointHint(*(float(v) for v in hint[:4]), *(int(v) for v in hint[4:])))
+        elif isinstance(hint, Sequence) and not isinstance(hint, str) and len(hint) in (4, 5):
+            try:
+                values = [float(v) for v in hint[:4]] + [int(v) for v in hint[4:]]
+            except (TypeError, ValueError):
+                raise InvalidCondition(f"bad hint {hint!r}: expected numbers (x, y, a, b[, size])") from None
+            out.append(PointHint(*values))
         else:
             raise InvalidCondition(f"bad hint {hint!r}: expected (x, y, a, b[, size])")
     return out

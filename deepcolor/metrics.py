@@ -80,12 +80,12 @@ def evaluate(
     csv_path: str | Path | None = None,
     markdown_path: str | Path | None = None,
     progress: bool = True,
-    condition_fn: Callable[[np.ndarray], dict] | None = None,
+    condition_fn: Callable[[Path, np.ndarray], dict] | None = None,
 ) -> pd.DataFrame:
     """Colourise every image of ``folder`` from its L and compare with the colour original.
 
     Returns one row per image (columns ``model, image`` and :data:`METRIC_COLUMNS`); the means
-    are :func:`summarize`'s. ``condition_fn(original_uint8)`` may give per-image conditions
+    are :func:`summarize`'s. ``condition_fn(path, original_uint8)`` may give per-image conditions
     (hints or a reference sampled from the ground truth).
     """
     from .pipeline import iter_image_files
@@ -97,7 +97,7 @@ def evaluate(
     rows = []
     for path in tqdm(files, desc=f"evaluating {label}", disable=not progress, unit="img"):
         original = to_uint8(load_image(path, keep_alpha=False).rgb)
-        conditions = condition_fn(original) if condition_fn else {}
+        conditions = condition_fn(path, original) if condition_fn else {}
         start = time.perf_counter()
         result = pipeline(original, **conditions)
         seconds = time.perf_counter() - start

@@ -7,6 +7,7 @@ original L, alpha. The output has the input's exact size and its luminance.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -137,15 +138,15 @@ class ColorizationPipeline:
         """Full-resolution ``L (B,1,H,W)`` -> full-resolution ``ab`` (float32, CPU)."""
         height, width = L.shape[-2:]
         work = self._working_shape(height, width)
-        L_work = _resize(L.to(torch.float32), work).to(self.device, self.dtype)
+        L_work = _resize(L.to(torch.float32), work).to(self.device)
         if "hints" in conditions:
             conditions = dict(conditions)
             hint_ab, mask = encode_point_hints(conditions.pop("hints"), *work)
             conditions["hints"] = (
-                hint_ab.to(self.device, self.dtype).expand(L.shape[0], -1, -1, -1),
-                mask.to(self.device, self.dtype).expand(L.shape[0], -1, -1, -1),
+                hint_ab.to(self.device).expand(L.shape[0], -1, -1, -1),
+                mask.to(self.device).expand(L.shape[0], -1, -1, -1),
             )
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             ab = self.model.predict(L_work, **conditions)
         ab = ab.float().cpu()
         if not torch.isfinite(ab).all():
@@ -153,6 +154,12 @@ class ColorizationPipeline:
         return _resize(ab, (height, width))
 
     # --- internals ----------------------------------------------------------------------------
+    def _autocast(self):
+        """Reduced precision through autocast: weights stay float32, matmuls/convs run in dtype."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
     def _working_shape(self, height: int, width: int) -> tuple[int, int]:
         size = self.model.working_size
         if size is not None:
@@ -183,8 +190,8 @@ class ColorizationPipeline:
         ]
 
     def _predict_small(self, L_small: torch.Tensor, conditions: dict) -> torch.Tensor:
-        with torch.inference_mode():
-            ab = self.model.predict(L_small.to(self.device, self.dtype), **conditions)
+        with torch.inference_mode(), self._autocast():
+            ab = self.model.predict(L_small.to(self.device), **conditions)
         return ab.float().cpu()
 
     def _recombine(
@@ -225,7 +232,7 @@ class ColorizationPipeline:
         else:
             img = load_image(reference, max_pixels=self.max_pixels, keep_alpha=False)
             ref = torch.from_numpy(img.rgb).permute(2, 0, 1).unsqueeze(0)
-        return ref.to(self.device, self.dtype if self.dtype != torch.float16 else torch.float32)
+        return ref.to(self.device, torch.float32)
 
 
 def _is_number(value) -> bool:

@@ -6,6 +6,8 @@ under a unique name with a description of what it needs, and callers build model
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,4 +119,6 @@ def create_colorizer(
     cls = info.factory
     if not hasattr(cls, "from_pretrained"):
         raise ModelUnavailable(f"model {name!r} cannot load saved weights")
-    return cls.from_pretrained(str(folder), **kwargs)
+    # huggingface_hub prints "Loading weights from local directory" on every local load
+    with contextlib.redirect_stdout(io.StringIO()):
+        return cls.from_pretrained(str(folder), **kwargs)

@@ -20,12 +20,16 @@ def test_models_lists_registry(capsys):
     assert "gray" in out and "tint" in out and "conditions:" in out and "weights:" in out
 
 
-def test_help_everywhere():
-    for args in ([], ["colorize"], ["evaluate"], ["models"]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "deepcolor.cli", *args, "--help"], capture_output=True, text=True
-        )
-        assert proc.returncode == 0 and "usage: deepcolor" in proc.stdout
+def test_help_everywhere(capsys):
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepcolor.cli", "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "usage: deepcolor" in proc.stdout
+    for command in ("colorize", "evaluate", "models"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert f"usage: deepcolor {command}" in capsys.readouterr().out
 
 
 def test_colorize_files_folders_and_failures(tmp_path, capsys):

@@ -50,7 +50,7 @@ def test_round_trip_and_batching():
 
 
 def test_conversions_are_differentiable():
-    rgb = torch.rand(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    rgb = torch.rand(1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
         lambda x: color.rgb_to_lab(x * 0.9 + 0.05), (rgb,), eps=1e-6, atol=1e-4
     )

@@ -111,9 +111,25 @@ def test_device_and_dtype_resolution():
         resolve_dtype("float8", torch.device("cpu"))
 
 
-def test_bfloat16_runs_on_cpu():
-    result = ColorizationPipeline(_SpyModel(), dtype="bfloat16")(_photo())
-    assert result.rgb.shape == (97, 131, 3)
+class _ConvModel(Colorizer):
+    name = "conv"
+
+    def __init__(self):
+        super().__init__(working_size=24)
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, L):
+        return self.conv(L / 100.0) * 10
+
+
+def test_reduced_precision_uses_autocast_with_float32_weights():
+    torch.manual_seed(0)
+    model = _ConvModel()
+    full = ColorizationPipeline(model)(_photo())
+    half = ColorizationPipeline(model, dtype="bfloat16")(_photo())
+    assert model.conv.weight.dtype == torch.float32
+    assert half.rgb.shape == (97, 131, 3)
+    assert 0 < np.abs(half.ab - full.ab).max() < 0.5  # bfloat16 rounding, same colours
 
 
 def test_iter_image_files(tmp_path):

@@ -1,0 +1,300 @@
+"""Regenerate docs/EVALUATION.md: every shipped model and the baselines, measured the same way.
+
+    .venv/bin/python bench/evaluation_report.py            # full report (about 30 min on 2 cores)
+    .venv/bin/python bench/evaluation_report.py --limit 4  # a quick look (4 photos a set)
+
+Protocol: ``../shared/data/README.md`` (deepcolor.metrics). Writes per-image CSVs under
+``docs/eval/``, contact sheets ``docs/contact_<set>.png``, the ECCV16 temperature plot and the
+Markdown report. Models without loadable weights are listed as missing, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from skimage.color import rgb2lab  # noqa: E402
+
+from deepcolor import ColorizationPipeline, create_colorizer  # noqa: E402
+from deepcolor.errors import DeepColorError  # noqa: E402
+from deepcolor.hints import PointHint  # noqa: E402
+from deepcolor.images import load_image, to_uint8  # noqa: E402
+from deepcolor.metrics import evaluate, summarize  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "eval"
+SETS = ("kodak24", "mcmaster18", "cbsd68")
+SHIPPED = ("unet", "fusion", "densenet", "mobilenet", "eccv16", "siggraph17", "exemplar")
+TEMPERATURES = (0.1, 0.2, 0.38, 0.6, 1.0)
+HINT_COUNTS = (0, 1, 5, 10, 50)
+HINT_PATCH = 5
+SEED = 0
+
+
+def _files(name: str, limit: int | None) -> list[Path]:
+    files = sorted((DATA / name).glob("*.png"))
+    return files[:limit] if limit else files
+
+
+def load_models(names) -> tuple[dict[str, ColorizationPipeline], dict[str, str]]:
+    pipes, missing = {}, {}
+    for name in names:
+        try:
+            pipes[name] = ColorizationPipeline(create_colorizer(name), device="cpu")
+        except DeepColorError as exc:
+            missing[name] = str(exc)
+    return pipes, missing
+
+
+def ground_truth_hints(original: np.ndarray, count: int, seed: int) -> list[PointHint]:
+    """``count`` hints at Gaussian-centred positions, each the true mean ab of a patch."""
+    if count == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    lab = rgb2lab(original / 255.0)
+    h, w = lab.shape[:2]
+    hints = []
+    for _ in range(count):
+        y = float(np.clip(rng.normal(0.5, 0.25), 0.0, 1.0))
+        x = float(np.clip(rng.normal(0.5, 0.25), 0.0, 1.0))
+        cy, cx = round(y * (h - 1)), round(x * (w - 1))
+        r = max(1, round(HINT_PATCH * max(h, w) / 176 / 2))  # the patch's footprint at full size
+        patch = lab[max(0, cy - r) : cy + r + 1, max(0, cx - r) : cx + r + 1, 1:]
+        a, b = patch.reshape(-1, 2).mean(axis=0)
+        hints.append(PointHint(x=x, y=y, a=float(a), b=float(b), size=HINT_PATCH))
+    return hints
+
+
+def similar_reference(target: Path, candidates: list[Path]) -> Path:
+    """The other photo of the set whose L histogram and layout are closest (a simple proxy)."""
+
+    def signature(path: Path) -> np.ndarray:
+        img = Image.open(path).convert("L").resize((16, 16), Image.BILINEAR)
+        return np.asarray(img, dtype=np.float64).ravel() / 255.0
+
+    sig = signature(target)
+    others = [c for c in candidates if c != target]
+    return min(others, key=lambda c: float(np.abs(signature(c) - sig).mean()))
+
+
+def contact_sheet(files: list[Path], pipes: dict[str, ColorizationPipeline], out: Path) -> None:
+    thumb = 160
+    columns = ["input (gray)", *pipes, "original"]
+    rows = files[:6]
+    sheet = Image.new("RGB", (thumb * len(columns), (thumb + 4) * len(rows) + 20), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, label in enumerate(columns):
+        draw.text((c * thumb + 4, 4), label, fill="black")
+    for r, path in enumerate(rows):
+        original = to_uint8(load_image(path).rgb)
+        tiles = [np.asarray(Image.fromarray(original).convert("L").convert("RGB"))]
+        for _name, pipe in pipes.items():
+            conditions = {"reference": original} if "reference" in pipe.model.needs else {}
+            tiles.append(pipe(original, **conditions).rgb)
+        tiles.append(original)
+        for c, tile in enumerate(tiles):
+            im = Image.fromarray(tile)
+            im.thumbnail((thumb, thumb))
+            sheet.paste(im, (c * thumb, 20 + r * (thumb + 4)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+
+
+def temperature_sweep(files: list[Path], out_png: Path) -> pd.DataFrame:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pipe = ColorizationPipeline(create_colorizer("eccv16"), device="cpu")
+    rows = []
+    for t in TEMPERATURES:
+        frame = evaluate(
+            pipe,
+            files,
+            model_label=f"eccv16 T={t}",
+            condition_fn=lambda _p, _o, t=t: {"temperature": t},
+            progress=False,
+        )
+        rows.append(
+            {
+                "temperature": t,
+                "ciede2000": frame.ciede2000.mean(),
+                "colourfulness": frame.colourfulness.mean(),
+            }
+        )
+    table = pd.DataFrame(rows)
+    fig, ax1 = plt.subplots(figsize=(6, 3.5))
+    ax1.plot(table.temperature, table.ciede2000, "o-", color="tab:red", label="CIEDE2000")
+    ax1.set_xlabel("annealed-mean temperature T")
+    ax1.set_ylabel("CIEDE2000 (lower is better)", color="tab:red")
+    ax2 = ax1.twinx()
+    ax2.plot(table.temperature, table.colourfulness, "s-", color="tab:blue")
+    ax2.set_ylabel("colourfulness", color="tab:blue")
+    ax1.set_title("eccv16 (compact) on Kodak24")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return table
+
+
+def fmt_table(frame: pd.DataFrame) -> str:
+    cols = ["model", "images", "psnr", "ssim", "ciede2000", "colourfulness", "delta_colourfulness"]
+    formats = {
+        "psnr": "{:.2f}",
+        "ssim": "{:.4f}",
+        "ciede2000": "{:.3f}",
+        "colourfulness": "{:.2f}",
+        "delta_colourfulness": "{:+.2f}",
+    }
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(formats.get(c, "{}").format(row[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--limit", type=int, help="photos per set (default: all)")
+    parser.add_argument(
+        "--semantic-limit", type=int, help="imagenet-sample photos (default: all 974)"
+    )
+    parser.add_argument(
+        "--models", default=",".join(SHIPPED), help="comma-separated shipped models"
+    )
+    parser.add_argument("--out", default=str(ROOT / "docs"), help="output folder (default: docs/)")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    out = Path(args.out)
+    (out / "eval").mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    pipes, missing = load_models(["gray", "tint", *args.models.split(",")])
+    learned = [n for n in pipes if n not in ("gray", "tint")]
+    report = [
+        "# Evaluation report",
+        "",
+        "Regenerate with `.venv/bin/python bench/evaluation_report.py`. Protocol: "
+        "`../shared/data/README.md` (L of each photo in, colourised, compared with the original).",
+        "",
+    ]
+    if missing:
+        report += ["Models not evaluated (no loadable weights in this installation):", ""]
+        report += [f"- `{n}`: {why}" for n, why in missing.items()] + [""]
+
+    kodak_frames = {}
+    for set_name in SETS:
+        files = _files(set_name, args.limit)
+        frames = []
+        for name, pipe in pipes.items():
+            fn = (lambda _path, o: {"reference": o}) if "reference" in pipe.model.needs else None
+            label = f"{name} (ground-truth reference)" if fn else name
+            frame = evaluate(pipe, files, model_label=label, condition_fn=fn, progress=True)
+            frames.append(frame)
+            if fn:  # the exemplar model also with a similar, different photo
+                refs = {f: similar_reference(f, files) for f in files}
+                frame = evaluate(
+                    pipe,
+                    files,
+                    model_label=f"{name} (similar photo as reference)",
+                    condition_fn=lambda path, _o, refs=refs: {"reference": refs[path]},
+                    progress=True,
+                )
+                frames.append(frame)
+        frame = pd.concat(frames, ignore_index=True)
+        frame.to_csv(out / "eval" / f"{set_name}.csv", index=False)
+        summary = summarize(frame)
+        report += [f"## {set_name} ({len(files)} photos)", "", fmt_table(summary), ""]
+        if set_name == "kodak24":
+            kodak_frames = frame
+            gray = frame[frame.model == "gray"].set_index("image").ciede2000
+            wins = []
+            for name in summary.model:
+                if name == "gray":
+                    continue
+                per = frame[frame.model == name].set_index("image").ciede2000
+                wins.append(f"`{name}` {int((per < gray.loc[per.index]).sum())}/{len(per)}")
+            report += ["Photos with a lower CIEDE2000 than `gray`: " + ", ".join(wins) + ".", ""]
+        contact_sheet(files, {n: p for n, p in pipes.items()}, out / f"contact_{set_name}.png")
+        report += [f"![{set_name} contact sheet](contact_{set_name}.png)", ""]
+
+    kodak = _files("kodak24", args.limit)
+    if "siggraph17" in pipes:
+        rows = []
+        pipe = pipes["siggraph17"]
+        for count in HINT_COUNTS:
+            frame = evaluate(
+                pipe,
+                kodak,
+                model_label=f"siggraph17, {count} hints",
+                condition_fn=lambda path, o, c=count: {
+                    "hints": ground_truth_hints(o, c, SEED + kodak.index(path))
+                },
+                progress=False,
+            )
+            rows.append(frame)
+        sweep = summarize(pd.concat(rows, ignore_index=True))
+        report += [
+            "## siggraph17 with ground-truth hints (Kodak24)",
+            "",
+            f"Hints: {HINT_PATCH}x{HINT_PATCH} patches at the model's working size, positions "
+            f"Gaussian around the centre, colours the true mean ab; seed {SEED}.",
+            "",
+            fmt_table(sweep),
+            "",
+        ]
+    if "eccv16" in pipes:
+        table = temperature_sweep(kodak, out / "eccv16_temperature.png")
+        report += [
+            "## eccv16: annealing temperature (Kodak24)",
+            "",
+            "| T | CIEDE2000 | colourfulness |",
+            "|---|---|---|",
+        ]
+        report += [
+            f"| {r.temperature} | {r.ciede2000:.3f} | {r.colourfulness:.2f} |"
+            for r in table.itertuples()
+        ]
+        report += ["", "![temperature sweep](eccv16_temperature.png)", ""]
+
+    try:
+        from deepcolor.semantic import semantic_accuracy
+
+        folder = DATA / "imagenet-sample"
+        report += [
+            "## Semantic test (EfficientNet-Lite0 on imagenet-sample)",
+            "",
+            "| input | top-1 | top-5 |",
+            "|---|---|---|",
+        ]
+        base = semantic_accuracy(None, folder, limit=args.semantic_limit)
+        report.append(f"| colour originals | {100 * base.top1:.2f} % | {100 * base.top5:.2f} % |")
+        for name, pipe in pipes.items():
+            if "reference" in pipe.model.needs:
+                continue
+            res = semantic_accuracy(pipe, folder, limit=args.semantic_limit, progress=True)
+            report.append(f"| {name} | {100 * res.top1:.2f} % | {100 * res.top5:.2f} % |")
+        report.append("")
+    except (ImportError, DeepColorError) as exc:
+        report += [f"Semantic test not run: {exc}", ""]
+
+    report += [
+        f"Generated in {(time.time() - started) / 60:.1f} minutes on {os.cpu_count()} CPU cores.",
+        "",
+    ]
+    (out / "EVALUATION.md").write_text("\n".join(report))
+    print("\n".join(report))
+    _ = kodak_frames, learned
+
+
+if __name__ == "__main__":
+    main()

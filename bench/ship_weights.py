@@ -1,0 +1,151 @@
+"""Copy trained run folders into ``deepcolor/weights/<model>/`` with a model card.
+
+    .venv/bin/python bench/ship_weights.py runs/gpu            # every run folder found there
+
+Each shipped folder holds ``config.json`` and ``model.safetensors`` exactly as ``train/`` saved
+them (``--save_dtype fp16``; frozen parts an installed package provides are left out) and a
+``README.md`` model card: data and its terms, the command, steps, wall time, hardware, and the
+figures of ``docs/EVALUATION.md`` once the report has been generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = ROOT / "deepcolor" / "weights"
+MAX_MB = 16.0
+
+#: which run folder becomes which shipped model
+RUNS = {
+    "unet": "unet",
+    "densenet": "densenet",
+    "mobilenet": "mobilenet",
+    "fusion": "fusion",
+    "eccv16": "eccv16",
+    "siggraph17": "siggraph17",
+    "exemplar": "exemplar",
+}
+
+DATA_TERMS = """\
+- `tiny-imagenet` (Tiny ImageNet, Stanford CS231n, derived from ImageNet): 78 photos per class of
+  the 200 classes (15,600), 64x64. ImageNet terms: non-commercial research and educational use
+  only; copyright stays with the image owners.
+- `bsds500` train split (200 photos, 481x321; Arbelaez et al., TPAMI 2011): research use,
+  non-commercial; photos from the Corel database, copyright with their owners. Its 32-photo
+  validation split (no CBSD68 photo among them) was the held-out set.
+- Both as laid out in `../shared/data/train/`; merged into one Hub-layout parquet folder by
+  `bench/make_gpu_data.py` (the BSDS photos get their own labels 200+i).
+- Because of those terms, these weights are for non-commercial research use."""
+
+
+def _final_validation(run: Path) -> dict[str, str]:
+    rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r["split"] == "validation"]
+    return rows[-1] if rows else {}
+
+
+def model_card(model: str, run: Path, report_rows: list[str]) -> str:
+    config = json.loads((run / "config.json").read_text())
+    args, info = config["args"], config["run"]
+    train_rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r["split"] == "train"]
+    steps = int(train_rows[-1]["step"]) if train_rows else 0
+    wall = float(train_rows[-1].get("wall_s") or 0) if train_rows else 0.0
+    original = (
+        info["command"].split(" --resume_from_checkpoint")[0].replace(" --no-cache_images", "")
+    )
+    val = _final_validation(run)
+    hardware = info.get("hardware", "")
+    lines = [
+        "---",
+        "library_name: deepcolor",
+        "tags: [colorization, deepcolor]",
+        "license: other",
+        "---",
+        f"# DeepColor `{model}`: shipped default weights",
+        "",
+        f"Loaded by `create_colorizer({model!r})`, `deepcolor colorize --model {model}` and the app,",
+        "offline, with no download. Trained by this project's own `train/` code.",
+        "",
+        "## Data and terms",
+        DATA_TERMS,
+        "",
+        "## How it was trained",
+        "One prepared GPU session (`bench/gpu_train.sh 320 OUT`, issue 9) trained every model at "
+        "once on a single GPU for a fixed wall time, then turned each run's latest checkpoint "
+        "into `RUN/final` (no further steps). The command of this run:",
+        "",
+        "```bash",
+        original,
+        "```",
+        "",
+        "(`--max_train_steps 1000000` is a ceiling: the run was stopped at the wall-time deadline.)",
+        "",
+        f"- optimiser steps: {steps} (global batch {info.get('global_batch_size')}, "
+        f"{steps * int(info.get('global_batch_size') or 0):,} images seen)",
+        f"- parameters: {info.get('parameters'):,} (including frozen parts)",
+        f"- mixed precision: {info.get('mixed_precision')}; learning rate {args['learning_rate']} "
+        f"({args['lr_scheduler']}, {args['lr_warmup_steps']} warm-up steps), EMA {args['ema_decay']}",
+        f"- wall time: {wall / 60:.1f} min; hardware: {hardware}",
+        "- weights: fp16 safetensors (frozen parts from the EfficientNet-Lite0 package not stored)",
+        "- to reproduce on CPU, run the same command without `--mixed_precision bf16` (slower: "
+        "about 1/100 of the GPU's throughput on 2 cores).",
+        "",
+        "## Held-out validation at the end of training",
+        "",
+        "| loss | PSNR | CIEDE2000 | colourfulness |",
+        "|---|---|---|---|",
+        f"| {val.get('loss', '')} | {val.get('psnr', '')} | {val.get('ciede2000', '')} | "
+        f"{val.get('colourfulness', '')} |",
+        "",
+    ]
+    if report_rows:
+        lines += ["## Evaluation (`docs/EVALUATION.md`)", "", *report_rows, ""]
+    return "\n".join(lines)
+
+
+def report_rows_for(model: str) -> list[str]:
+    report = ROOT / "docs" / "EVALUATION.md"
+    if not report.is_file():
+        return []
+    rows = [line for line in report.read_text().splitlines() if line.startswith(f"| {model} ")]
+    if not rows:
+        return []
+    header = (
+        "| set | model | images | psnr | ssim | ciede2000 | colourfulness | delta_colourfulness |"
+    )
+    return [header, "|---|---|---|---|---|---|---|---|", *rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("runs", type=Path, help="folder holding one run folder per model")
+    args = parser.parse_args()
+    total = 0.0
+    for model, run_name in RUNS.items():
+        run = args.runs / run_name
+        final = run / "final"
+        if not (final / "model.safetensors").is_file():
+            print(f"{model}: no {final}/model.safetensors, skipped")
+            continue
+        size = (final / "model.safetensors").stat().st_size / 2**20
+        if size > MAX_MB:
+            raise SystemExit(f"{model}: {size:.1f} MiB is over the {MAX_MB} MiB cap per model")
+        if not (run / "config.json").is_file():
+            shutil.copy(final / "run_config.json", run / "config.json")
+            shutil.copy(final / "train_metrics.csv", run / "metrics.csv")
+        out = TARGET / model
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "model.safetensors"):
+            shutil.copy(final / name, out / name)
+        (out / "README.md").write_text(model_card(model, run, report_rows_for(model)))
+        total += size
+        print(f"{model}: {size:.1f} MiB -> {out}")
+    print(f"total {total:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Converters from foreign checkpoints into DeepColor / timm layouts: one file per checkpoint.
+
+Shared here: reading a ``.pth`` file with an error a person can act on, and applying an
+explicit key map with shape assertions (every converter states each foreign key it expects).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelUnavailable
+
+#: BatchNorm's step counter: torch >= 0.4.1 writes it, older checkpoints lack it
+NUM_BATCHES_TRACKED = "num_batches_tracked"
+#: rows of (foreign module, our module, kind, shape): see :func:`expand_layer_table`
+LayerTable = tuple[tuple[str, str, str, tuple[int, ...]], ...]
+
+
+def read_torch_checkpoint(
+    path: str | os.PathLike, *, what: str, file_name: str, url: str
+) -> dict[str, torch.Tensor]:
+    """The state dict in a ``.pth`` file (tensors only, loaded on the CPU, nothing executed).
+
+    A missing or unreadable file raises :class:`ModelUnavailable` naming the official file and
+    where to get it: nothing is downloaded here.
+    """
+    path = Path(path).expanduser()
+    how = (
+        f"download {file_name} from {url} on a machine with internet access and pass its path "
+        "(DeepColor never downloads it itself)"
+    )
+    if not path.is_file():
+        raise ModelUnavailable(f"the {what} checkpoint {path} does not exist: {how}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise ModelUnavailable(
+            f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc}); {how}"
+        ) from exc
+    # some tools wrap the weights as {"state_dict": ...}; the official files are plain dicts
+    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
+        raise ModelUnavailable(f"{path} does not hold a state dict of tensors; {how}")
+    return dict(loaded)
+
+
+def remap_state_dict(
+    source: Mapping[str, torch.Tensor],
+    key_map: Mapping[str, str],
+    shapes: Mapping[str, tuple[int, ...]],
+    *,
+    what: str,
+) -> dict[str, torch.Tensor]:
+    """Rename ``source``'s keys through ``key_map`` (foreign -> ours), asserting every shape.
+
+    ``shapes`` gives the expected foreign shape of each key of ``key_map``. Every mapped key
+    must be present except BatchNorm's ``num_batches_tracked`` (filled with 0 when absent);
+    a key the map does not know is an error, as a shape mismatch is.
+    """
+    unexpected = sorted(set(source) - set(key_map))
+    missing = sorted(
+        k for k in key_map if k not in source and not k.endswith("." + NUM_BATCHES_TRACKED)
+    )
+    if unexpected or missing:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys (first: {', '.join(missing[:5])})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys (first: {', '.join(unexpected[:5])})")
+        raise ModelUnavailable(f"not an official {what} checkpoint: {'; '.join(parts)}")
+    out: dict[str, torch.Tensor] = {}
+    wrong = []
+    for src, dst in key_map.items():
+        tensor = source.get(src)
+        if tensor is None:  # num_batches_tracked only (checked above)
+            tensor = torch.tensor(0, dtype=torch.long)
+        if tuple(tensor.shape) != tuple(shapes[src]):
+            wrong.append(f"{src}: {tuple(tensor.shape)} instead of {tuple(shapes[src])}")
+        out[dst] = tensor
+    if wrong:
+        raise ModelUnavailable(
+            f"not an official {what} checkpoint: {len(wrong)} tensors have the wrong shape "
+            f"({'; '.join(wrong[:5])})"
+        )
+    return out
+
+
+_BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+
+
+def expand_layer_table(
+    layers: LayerTable,
+) -> tuple[OrderedDict[str, str], OrderedDict[str, tuple[int, ...]]]:
+    """Layer table -> (foreign key -> our key, foreign key -> shape), in checkpoint order.
+
+    Each row is ``(foreign module, our module, kind, shape)``; kind ``conv`` (weight + bias),
+    ``deconv`` (ConvTranspose2d: weight ``(in, out, k, k)`` + bias), ``conv_no_bias`` or ``bn``
+    (shape ``(channels,)``; weight, bias, running stats and ``num_batches_tracked``).
+    """
+    keys: OrderedDict[str, str] = OrderedDict()
+    shapes: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+    for src, dst, kind, shape in layers:
+        if kind == "bn":
+            entries = [(t, shape) for t in _BN_TENSORS] + [("num_batches_tracked", ())]
+        elif kind == "conv":
+            entries = [("weight", shape), ("bias", (shape[0],))]
+        elif kind == "deconv":  # ConvTranspose2d weights are (in, out, k, k)
+            entries = [("weight", shape), ("bias", (shape[1],))]
+        elif kind == "conv_no_bias":
+            entries = [("weight", shape)]
+        else:
+            raise ValueError(f"unknown layer kind {kind!r}")
+        for tensor, tensor_shape in entries:
+            keys[f"{src}.{tensor}"] = f"{dst}.{tensor}"
+            shapes[f"{src}.{tensor}"] = tuple(tensor_shape)
+    return keys, shapes

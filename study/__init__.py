@@ -1,0 +1,4 @@
+"""The user study: ``python -m study prepare | serve | report``.
+
+Kept import-light: the server never loads torch (it never runs a model).
+"""

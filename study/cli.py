@@ -1,0 +1,181 @@
+"""``python -m study prepare | serve | report``; errors are printed as messages, not tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m study", description="DeepColor's real-vs-colourised user study"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prepare = commands.add_parser("prepare", help="colourise the photos and create a STUDY folder")
+    prepare.add_argument("--images", required=True, help="folder of colour photos")
+    prepare.add_argument(
+        "--models", required=True, help="comma-separated model names (see `deepcolor models`)"
+    )
+    prepare.add_argument("--out", required=True, help="the new STUDY folder")
+    prepare.add_argument(
+        "--protocol",
+        choices=("2afc", "single"),
+        default="2afc",
+        help="2afc: which one is fake? single: real or colourised? (default 2afc)",
+    )
+    prepare.add_argument(
+        "--allocation",
+        choices=("mixed", "per-model"),
+        default="mixed",
+        help="every model for everyone, or one model per participant",
+    )
+    prepare.add_argument(
+        "--trials",
+        type=int,
+        default=40,
+        help="test trials per participant, sentinels included (default 40)",
+    )
+    prepare.add_argument(
+        "--practice", type=int, default=2, help="practice trials with feedback (default 2)"
+    )
+    prepare.add_argument(
+        "--sentinel-rate",
+        type=float,
+        default=0.1,
+        help="share of test trials that are sentinels (default 0.1)",
+    )
+    prepare.add_argument(
+        "--sentinel-threshold",
+        type=float,
+        default=0.75,
+        help="exclude participants below this sentinel accuracy (default 0.75)",
+    )
+    prepare.add_argument(
+        "--exposure-ms",
+        type=int,
+        default=None,
+        help="show the photos only this long (e.g. 1000); answers stay untimed",
+    )
+    prepare.add_argument(
+        "--invite-only",
+        action="store_true",
+        help="no open sign-up page; participants need an invitation link",
+    )
+    prepare.add_argument(
+        "--max-side",
+        type=int,
+        default=512,
+        help="longest side of the shown photos in pixels (default 512)",
+    )
+    prepare.add_argument(
+        "--name", default=None, help="the study's title (default: the folder name)"
+    )
+    prepare.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    prepare.add_argument("--seed", type=int, default=0, help="seed of the report's bootstrap")
+    prepare.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads while colourising (default: torch's choice)",
+    )
+
+    serve = commands.add_parser("serve", help="run the participant and organiser pages")
+    serve.add_argument("study", help="a STUDY folder made by `prepare`")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--token",
+        default=None,
+        help="organiser token (default: $STUDY_ORGANISER_TOKEN, else a new one is printed)",
+    )
+
+    report = commands.add_parser("report", help="acceptance rates, intervals, CSV and a chart")
+    report.add_argument("study", help="a STUDY folder")
+    report.add_argument(
+        "--out", default=None, help="where to write CSV and PNG files (default: STUDY/report)"
+    )
+    report.add_argument(
+        "--reps", type=int, default=2000, help="bootstrap replicates (default 2000)"
+    )
+    return parser
+
+
+def _prepare(args) -> int:
+    from .prepare import prepare_study
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    manifest = prepare_study(
+        args.images,
+        models,
+        args.out,
+        protocol=args.protocol,
+        allocation=args.allocation,
+        test_trials=args.trials,
+        practice_trials=args.practice,
+        sentinel_rate=args.sentinel_rate,
+        sentinel_threshold=args.sentinel_threshold,
+        exposure_ms=args.exposure_ms,
+        open_signup=not args.invite_only,
+        max_side=args.max_side,
+        name=args.name,
+        device=args.device,
+        seed=args.seed,
+        torch_threads=args.threads,
+    )
+    print(
+        f"prepared {args.out}: {len(manifest.photos)} photos x {len(manifest.models)} models "
+        f"({len(manifest.stimuli)} images), protocol {manifest.protocol}\n"
+        f"next: python -m study serve {args.out}"
+    )
+    return 0
+
+
+def _serve(args) -> int:
+    from .manifest import fail, read_manifest
+    from .server import serve
+
+    read_manifest(args.study)  # a clear message before anything starts
+    token = args.token or os.environ.get("STUDY_ORGANISER_TOKEN")
+    if not token:
+        token = secrets.token_urlsafe(18)
+        print(f"organiser token: {token}", flush=True)
+    elif len(token) < 12:
+        fail("the organiser token must be at least 12 characters")
+    print(
+        f"participants: http://{args.host}:{args.port}/join   organiser: http://{args.host}:{args.port}/organiser",
+        flush=True,
+    )
+    serve(args.study, host=args.host, port=args.port, organiser_token=token)
+    return 0
+
+
+def _report(args) -> int:
+    from .report import format_table, report_for, write_report
+
+    report = report_for(args.study, reps=args.reps)
+    paths = write_report(report, args.out or Path(args.study) / "report")
+    print(format_table(report))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"prepare": _prepare, "serve": _serve, "report": _report}
+    try:
+        return handlers[args.command](args)
+    except Exception as error:  # only our own errors become messages; others keep their traceback
+        from deepcolor.errors import DeepColorError
+
+        if isinstance(error, DeepColorError):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

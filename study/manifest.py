@@ -1,0 +1,135 @@
+"""The STUDY folder: ``study.json`` (settings and stimuli), ``media/`` (images), the database.
+
+Light on purpose (no torch): the server reads the folder but never runs a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+from sqlalchemy import select
+
+from .db import Database, Stimulus, Study
+
+MANIFEST = "study.json"
+MEDIA = "media"
+
+
+def fail(message: str) -> NoReturn:
+    """Raise :class:`study.errors.StudyError` (imported late: it pulls in deepcolor and torch)."""
+    from .errors import StudyError
+
+    raise StudyError(message)
+
+
+@dataclass
+class StimulusEntry:
+    media_id: str  # opaque random id; the file is media/<media_id>.png
+    photo: str
+    condition: str  # "real", "sentinel" or a model name
+    width: int
+    height: int
+
+
+@dataclass
+class Manifest:
+    public_id: str
+    name: str
+    protocol: str
+    allocation: str
+    models: list[str]
+    photos: list[str]
+    test_trials: int
+    practice_trials: int
+    sentinel_rate: float
+    exposure_ms: int | None
+    open_signup: bool = True
+    sentinel_threshold: float = 0.75
+    seed: int = 0
+    stimuli: list[StimulusEntry] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        data["stimuli"] = [StimulusEntry(**s) for s in data.get("stimuli", [])]
+        return cls(**data)
+
+
+def media_path(study_dir: str | os.PathLike, media_id: str) -> Path:
+    return Path(study_dir) / MEDIA / f"{media_id}.png"
+
+
+def write_manifest(study_dir: str | os.PathLike, manifest: Manifest) -> Path:
+    """Atomically write ``study.json`` (a crash never leaves half a manifest)."""
+    path = Path(study_dir) / MANIFEST
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".study-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(manifest.to_json())
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(study_dir: str | os.PathLike) -> Manifest:
+    folder = Path(study_dir)
+    if not folder.is_dir():
+        fail(f"{folder}: no such study folder (create one with `python -m study prepare`)")
+    path = folder / MANIFEST
+    if not path.is_file():
+        fail(
+            f"{folder} is not a prepared study: {MANIFEST} is missing (run `python -m study prepare`)"
+        )
+    try:
+        return Manifest.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, TypeError) as error:
+        fail(f"{path} is damaged: {error}")
+
+
+def record_manifest(db: Database, manifest: Manifest) -> int:
+    """Insert the study and its stimuli into ``db`` unless already there; return the study id.
+
+    Idempotent, so the same STUDY folder can be pointed at a fresh database (e.g. PostgreSQL).
+    """
+    with db.write() as session, session.begin():
+        study = session.scalar(select(Study).where(Study.public_id == manifest.public_id))
+        if study is not None:
+            return study.id
+        study = Study(
+            public_id=manifest.public_id,
+            name=manifest.name,
+            protocol=manifest.protocol,
+            allocation=manifest.allocation,
+            test_trials=manifest.test_trials,
+            practice_trials=manifest.practice_trials,
+            sentinel_rate=manifest.sentinel_rate,
+            exposure_ms=manifest.exposure_ms,
+            open_signup=manifest.open_signup,
+            settings={
+                "models": manifest.models,
+                "photos": manifest.photos,
+                "sentinel_threshold": manifest.sentinel_threshold,
+                "seed": manifest.seed,
+            },
+        )
+        session.add(study)
+        session.flush()
+        session.add_all(
+            Stimulus(
+                study_id=study.id,
+                media_id=s.media_id,
+                photo=s.photo,
+                condition=s.condition,
+                width=s.width,
+                height=s.height,
+            )
+            for s in manifest.stimuli
+        )
+        session.flush()
+        return study.id

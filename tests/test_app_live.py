@@ -1,0 +1,316 @@
+"""The running app: its API through gradio_client, and its pages in Debian's Chromium.
+
+The real ``python app.py --port N`` is started once for the module. Each browser test saves a
+screenshot to docs/screenshots/app-*.png (look at them: they are the app as a visitor sees it).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.color import rgb2lab
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "docs" / "screenshots"
+PHOTO = ROOT / "deepcolor" / "examples" / "kodim23-parrots.jpg"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+START_TIMEOUT = 150  # seconds; a cold start is ~10 s on an idle machine, more on a busy one
+STEP_TIMEOUT = 60_000  # ms for one UI round trip
+
+# Gradio's own Dataframe code (in the in-process server) trips pandas 3 deprecations.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_served(url: str, process: subprocess.Popen | None, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"app.py exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"app.py did not serve {url} within {START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory):
+    """``python app.py --port N`` on 127.0.0.1, run from the project root as a visitor would."""
+    tmp = tmp_path_factory.mktemp("live-app")
+    port = _free_port()
+    log = tmp / "app.log"
+    env = {
+        **os.environ,
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(tmp / "gradio"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    leftovers = {".gradio", "flagged", "gradio_cached_examples"}
+    before = {p for p in leftovers if (ROOT / p).exists()}
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_served(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    after = {p for p in leftovers if (ROOT / p).exists()}
+    assert after == before, f"the app left {after - before} in the working folder"
+
+
+# --- API ----------------------------------------------------------------------------------------
+def test_api_colorizes_at_full_size_keeping_luminance(live_app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(live_app, verbose=False, download_files=str(tmp_path))
+    # "": the app's default model (unet when its weights load, else a learned model, else tint)
+    path = client.predict(handle_file(str(PHOTO)), "", api_name="/colorize")
+    original = np.asarray(Image.open(PHOTO).convert("RGB"))
+    out = np.asarray(Image.open(path).convert("RGB"))
+    assert out.shape == original.shape
+    L_in, lab_out = rgb2lab(original)[..., 0], rgb2lab(out)
+    # The luminance is the input's: off by uint8 rounding, and by gamut clipping on a few
+    # vivid pixels (so the mean, not the maximum, is held within 1).
+    delta_L = np.abs(lab_out[..., 0] - L_in)
+    assert delta_L.mean() < 1.0 and np.median(delta_L) < 0.5
+    chroma = np.hypot(lab_out[..., 1], lab_out[..., 2])  # a gray result has about 0.01
+    assert chroma.mean() > 1.0, "the default model added no colour"
+
+
+def test_api_reports_bad_files_as_messages(live_app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    bad = tmp_path / "scan.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    client = Client(live_app, verbose=False, download_files=str(tmp_path))
+    with pytest.raises(Exception, match="scan.png") as info:
+        client.predict(handle_file(str(bad)), "tint", api_name="/colorize")
+    assert "Traceback" not in str(info.value)
+
+
+# --- browser ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()
+
+
+def _open(page, url: str, tab: str | None = None) -> None:
+    page.goto(url, timeout=STEP_TIMEOUT)
+    page.wait_for_selector("#compare-input", timeout=STEP_TIMEOUT)
+    if tab:
+        page.get_by_role("tab", name=tab).click()
+
+
+@pytest.mark.browser
+def test_browser_compare_two_models_shows_results_and_metrics(live_app, page):
+    _open(page, live_app)
+    page.locator("#compare-input input[type=file]").set_input_files(str(PHOTO))
+    page.wait_for_selector("#compare-info >> text=384x256", timeout=STEP_TIMEOUT)
+    checked = page.locator("#compare-models label:has(input:checked)").all_inner_texts()
+    models = [name.strip() for name in checked]
+    assert len(models) == 2, f"two models are chosen by default, got {models}"
+    page.click("#compare-run")
+    page.wait_for_selector("#compare-status >> text=2 result(s)", timeout=STEP_TIMEOUT)
+    sliders = page.locator(".result-slider:visible")
+    assert sliders.count() == 2
+    labels = " ".join(sliders.all_inner_texts())
+    table = page.locator("#compare-metrics").inner_text()
+    for name in models:
+        assert f"{name} - " in labels  # each result is labelled with its model and time
+        assert name in table
+    assert "PSNR" in table and "CIEDE2000" in table and "original (ground truth)" in table
+    page.wait_for_timeout(500)  # let the images paint
+    page.screenshot(path=str(SHOTS / "app-compare.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_browser_corrupt_upload_shows_a_readable_error(live_app, page, tmp_path):
+    corrupt = tmp_path / "grandma.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this JPEG was cut off")
+    _open(page, live_app)
+    page.locator("#compare-input input[type=file]").set_input_files(str(corrupt))
+    message = page.get_by_text(re.compile(r"grandma\.jpg: .*(damaged|not an image)"))
+    message.first.wait_for(timeout=STEP_TIMEOUT)
+    assert "Traceback" not in page.content()
+    page.screenshot(path=str(SHOTS / "app-error.png"), full_page=False)
+
+
+class _HintMean:
+    """Factory for a tiny hint-taking model, used only when no real one has weights here."""
+
+    @staticmethod
+    def build():
+        from deepcolor.models.base import Colorizer
+
+        class HintMean(Colorizer):
+            """Paints every pixel with the mean colour of the hints (test model)."""
+
+            name = "hintmean"
+            accepts = ("hints",)
+
+            def __init__(self) -> None:
+                super().__init__(working_size=64)
+
+            def forward(self, L, hints=None):
+                ab = torch.zeros(L.shape[0], 2, *L.shape[-2:], dtype=L.dtype, device=L.device)
+                if hints is None:
+                    return ab
+                hint_ab, mask = hints
+                mean = (hint_ab * mask).sum(dim=(2, 3)) / mask.sum(dim=(2, 3)).clamp(min=1)
+                return ab + mean[..., None, None]
+
+        return HintMean()
+
+
+@pytest.fixture(scope="module")
+def guided_app(live_app):
+    """The running app when a hint-taking model has weights here (siggraph17), else the same
+    UI (app.build_app) served in-process with a tiny hint-taking model."""
+    from deepcolor.ui import ModelHub
+
+    if ModelHub().available("hints"):
+        yield live_app
+        return
+    import app
+
+    hub = ModelHub(models={"hintmean": _HintMean.build()})
+    demo = app.build_app(hub)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def _result_image(page) -> bytes:
+    sources = page.locator("#guided-result img").evaluate_all("els => els.map(e => e.src)")
+    assert len(sources) == 2, sources  # before (gray) and after (colour)
+    return page.request.get(sources[-1]).body()
+
+
+def _set_colour(page, hex_colour: str) -> None:
+    page.locator("#guided-colour button.dialog-button").click()
+    field = page.locator("#guided-colour input[type=text]")
+    field.fill(hex_colour)
+    field.press("Enter")
+    page.locator("#guided-status").click()  # closes the picker
+    rgb = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    page.wait_for_function(
+        "c => document.querySelector('#guided-colour button.dialog-button').style.background === c",
+        arg=f"rgb({rgb[0]}, {rgb[1]}, {rgb[2]})",
+        timeout=STEP_TIMEOUT,
+    )
+
+
+@pytest.mark.browser
+def test_browser_guided_hints_by_clicking_change_the_result(guided_app, page):
+    _open(page, guided_app, tab="Guided")
+    page.locator("#guided-input input[type=file]").set_input_files(str(PHOTO))
+    board = page.locator("#guided-canvas img")
+    board.wait_for(timeout=STEP_TIMEOUT)
+    page.wait_for_selector("#guided-status >> text=0 hint(s)", timeout=STEP_TIMEOUT)
+    before = _result_image(page)
+
+    box = board.bounding_box()
+    board.click(position={"x": box["width"] * 0.75, "y": box["height"] * 0.35})  # red parrot
+    page.wait_for_selector("#guided-status >> text=1 hint(s)", timeout=STEP_TIMEOUT)
+    first = _result_image(page)
+    assert first != before
+
+    _set_colour(page, "#2e9e3a")
+    board.click(position={"x": box["width"] * 0.1, "y": box["height"] * 0.2})  # the leaves
+    page.wait_for_selector("#guided-status >> text=2 hint(s)", timeout=STEP_TIMEOUT)
+    second = _result_image(page)
+    assert second != first
+    table = page.locator("#guided-hints").inner_text()
+    assert "#2e9e3a" in table and "\n2\n" in f"\n{table}\n".replace("\t", "\n")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / "app-guided.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_browser_batch_zip_gives_a_zip_and_lists_failures(live_app, page, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "family-album.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(PHOTO, "1950s/parrots.jpg")
+        zf.write(ROOT / "deepcolor" / "examples" / "kodim22-barn.jpg", "1950s/barn.jpg")
+        zf.writestr("1950s/torn.jpg", b"\xff\xd8\xff\xe0 torn")
+    _open(page, live_app, tab="Batch")
+    page.locator("#batch-files input[type=file]").set_input_files(str(archive))
+    page.locator("#batch-files >> text=family-album.zip").first.wait_for(timeout=STEP_TIMEOUT)
+    page.click("#batch-run")
+    status = page.locator("#batch-status")
+    status.get_by_text("2 photo(s) colourised, 1 failed").wait_for(timeout=STEP_TIMEOUT)
+    failures = page.locator("#batch-failures").inner_text()
+    assert "family-album.zip/1950s/torn.jpg" in failures and "damaged" in failures
+    link = page.locator("#batch-zip a").first
+    link.wait_for(timeout=STEP_TIMEOUT)
+    body = page.request.get(link.get_attribute("href")).body()
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        assert sorted(zf.namelist()) == ["barn.png", "parrots.png"]
+    page.screenshot(path=str(SHOTS / "app-batch.png"), full_page=True)

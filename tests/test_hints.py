@@ -1,0 +1,132 @@
+"""Hints: the user's point hints, and the simulation of hints for training (Zhang et al. 2017)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepcolor.errors import InvalidCondition
+from deepcolor.hints import (
+    PointHint,
+    as_point_hints,
+    encode_point_hints,
+    sample_hints_from_truth,
+    saturation_hint,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # small tensors: one thread is as fast and avoids stalls when the 2 cores are shared
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def random_ab(batch: int, height: int, width: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 2, height, width, generator=gen) * 200 - 100
+
+
+# --- simulated hints ----------------------------------------------------------------------------
+
+
+def test_number_of_points_is_geometric_with_mean_seven():
+    # 1x1 patches on a large canvas rarely overlap, so each image's mask sum counts its points
+    gen = torch.Generator().manual_seed(0)
+    counts = []
+    for _ in range(5):
+        _, mask = sample_hints_from_truth(
+            torch.zeros(200, 2, 96, 96), p=1 / 8, patch_sizes=(1,), generator=gen
+        )
+        counts.append(mask.flatten(1).sum(dim=1))
+    counts = torch.cat(counts)  # 1000 draws: mean 7, sd 7.5 -> standard error 0.24
+    assert abs(counts.mean().item() - 7.0) < 0.75
+    assert abs((counts == 0).float().mean().item() - 1 / 8) < 0.03  # P(n = 0) = p
+    assert abs((counts == 1).float().mean().item() - 7 / 64) < 0.03  # P(n = 1) = (1-p) p
+    assert abs(counts.var().item() - 56.0) < 16.0  # (1-p)/p^2
+
+
+def test_patch_sizes_stay_within_one_to_nine_and_reveal_the_mean_colour():
+    ab = random_ab(150, 40, 40, seed=1)
+    hint_ab, mask = sample_hints_from_truth(
+        ab, num_points=1, generator=torch.Generator().manual_seed(2)
+    )
+    sizes = set()
+    for i in range(ab.shape[0]):
+        rows = mask[i, 0].any(dim=1).nonzero().flatten()
+        cols = mask[i, 0].any(dim=0).nonzero().flatten()
+        side = len(rows)
+        assert side == len(cols) and mask[i].sum() == side * side  # one square patch
+        sizes.add(side)
+        top, left = int(rows[0]), int(cols[0])
+        patch = ab[i, :, top : top + side, left : left + side]
+        revealed = hint_ab[i, :, top : top + side, left : left + side]
+        # the patch shows one colour: the mean of the truth under it
+        torch.testing.assert_close(revealed, patch.mean(dim=(1, 2), keepdim=True).expand_as(patch))
+        assert hint_ab[i][:, mask[i, 0] == 0].abs().max() == 0  # nothing outside the mask
+    assert sizes == set(range(1, 10))  # every size 1..9 appears in 150 draws
+
+
+def test_points_gather_around_the_centre():
+    gen = torch.Generator().manual_seed(3)
+    _, mask = sample_hints_from_truth(
+        torch.zeros(400, 2, 64, 64), num_points=1, patch_sizes=(1,), generator=gen
+    )
+    rows = mask[:, 0].sum(dim=2).argmax(dim=1).float()
+    cols = mask[:, 0].sum(dim=1).argmax(dim=1).float()
+    for coord in (rows, cols):
+        assert abs(coord.mean().item() - 32) < 2.5  # N(extent/2, extent/4), extent = 64
+        assert 12 < coord.std().item() < 19  # 16, a little less where clipped
+
+
+def test_simulation_is_reproducible_with_a_generator():
+    ab = random_ab(3, 32, 32, seed=4)
+    first = sample_hints_from_truth(ab, generator=torch.Generator().manual_seed(5))
+    second = sample_hints_from_truth(ab, generator=torch.Generator().manual_seed(5))
+    assert all(torch.equal(x, y) for x, y in zip(first, second, strict=True))
+    assert first[1].sum() > 0
+
+
+def test_no_hints_when_p_is_one():
+    hint_ab, mask = sample_hints_from_truth(random_ab(20, 16, 16, seed=6), p=1.0)
+    assert mask.sum() == 0 and hint_ab.abs().sum() == 0
+
+
+# --- user hints ---------------------------------------------------------------------------------
+
+
+def test_point_hints_are_placed_and_coloured():
+    hints = as_point_hints([(0.0, 0.0, 20, -30, 3), {"x": 1.0, "y": 1.0, "a": 5.0, "b": 6.0}])
+    ab, mask = encode_point_hints(hints, 20, 30)
+    assert ab.shape == (1, 2, 20, 30) and mask.shape == (1, 1, 20, 30)
+    assert mask[0, 0, :3, :3].all() and mask.sum() == 9 + 9  # both 3x3, clipped to the image
+    assert ab[0, :, 0, 0].tolist() == [20.0, -30.0]
+    assert ab[0, :, 19, 29].tolist() == [5.0, 6.0]
+    assert mask[0, 0, 17:, 27:].all()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        (1.5, 0.5, 0, 0),
+        (0.5, 0.5, 300, 0),
+        (0.5, 0.5, 0, 0, 0),
+        (0.5,),
+        {"x": 0.5},
+        "hint",  # a 4-character string is not (x, y, a, b)
+        ("a", "b", "c", "d"),
+    ],
+)
+def test_bad_point_hints_are_refused(bad):
+    with pytest.raises(InvalidCondition):
+        as_point_hints([bad])
+
+
+def test_saturation_hint_is_mean_chroma_over_110():
+    ab = torch.zeros(2, 2, 8, 8)
+    ab[1, 0] = 33.0
+    ab[1, 1] = 44.0  # chroma 55
+    torch.testing.assert_close(saturation_hint(ab), torch.tensor([[0.0], [0.5]]))
+    assert PointHint(0.5, 0.5, 1.0, 2.0).size == 3

@@ -1,0 +1,254 @@
+"""The study's statistics and design, against values worked out by hand."""
+
+import math
+import random
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from study.design import (
+    REAL,
+    SENTINEL,
+    choose_model,
+    conditions_for,
+    judge,
+    plan_trials,
+    sentinel_count,
+)
+from study.report import summarize
+from study.stats import (
+    bootstrap_interval,
+    bootstrap_replicates,
+    crossed_rate,
+    excluded_participants,
+    rates_by,
+    sentinel_accuracy,
+    wilson_interval,
+)
+
+# Wilson 95 % by hand, z = 1.959964, z^2 = 3.841459:
+#   5/10: centre (0.5 + 0.192073) / 1.384146 = 0.5, half 1.959964 * sqrt(0.025 + 0.009604) / 1.384146 = 0.263407
+#   0/10: centre 0.192073 / 1.384146 = 0.138767 = half, so (0, 0.277533)
+#   8/10: centre 0.992073 / 1.384146 = 0.716741, half 1.959964 * 0.160011 / 1.384146 = 0.226578
+#  10/10: mirror image of 0/10
+WILSON = [
+    (5, 10, 0.236593, 0.763407),
+    (0, 10, 0.0, 0.277533),
+    (8, 10, 0.490163, 0.943319),
+    (10, 10, 0.722467, 1.0),
+]
+
+
+@pytest.mark.parametrize(("k", "n", "low", "high"), WILSON)
+def test_wilson_interval_matches_hand_computed_values(k, n, low, high):
+    got = wilson_interval(k, n)
+    # Hand values carry six rounded decimals, so agreement to 1e-5.
+    assert got[0] == pytest.approx(low, abs=1e-5)
+    assert got[1] == pytest.approx(high, abs=1e-5)
+
+
+def test_wilson_interval_edge_cases():
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+    with pytest.raises(ValueError):
+        wilson_interval(-1, 2)
+
+
+def test_crossed_rate_weights_each_trial_by_its_participant_and_photo_draws():
+    y = np.array([1.0, 0.0, 1.0, 1.0])
+    part = np.array([0, 0, 1, 1])
+    photo = np.array([0, 1, 0, 1])
+    # participant 0 drawn twice, 1 never; photos once each: trials 0 and 1 count twice -> 2 / 4
+    assert crossed_rate(y, part, photo, np.array([2.0, 0.0]), np.array([1.0, 1.0])) == 0.5
+    # only participant 1 and photo 1: trial 3 alone -> 1
+    assert crossed_rate(y, part, photo, np.array([0.0, 2.0]), np.array([0.0, 2.0])) == 1.0
+    # photo 0 twice: trials 0 and 2, both 1 -> 1
+    assert crossed_rate(y, part, photo, np.array([1.0, 1.0]), np.array([2.0, 0.0])) == 1.0
+    assert math.isnan(crossed_rate(y, part, photo, np.zeros(2), np.ones(2)))
+
+
+def test_bootstrap_over_participants_has_the_hand_computed_distribution():
+    # Two participants, one photo: A says 0 on all ten trials, B says 1. Drawing two participants
+    # with replacement gives {A, A} -> 0, {A, B} -> 0.5, {B, B} -> 1 with probabilities 1/4, 1/2, 1/4.
+    y = [0] * 10 + [1] * 10
+    participants = ["A"] * 10 + ["B"] * 10
+    photos = ["p"] * 20
+    values = bootstrap_replicates(y, participants, photos, reps=4000, seed=1)
+    share = {v: np.mean(values == v) for v in (0.0, 0.5, 1.0)}
+    assert sum(share.values()) == pytest.approx(1.0)
+    assert share[0.0] == pytest.approx(0.25, abs=0.04)
+    assert share[0.5] == pytest.approx(0.50, abs=0.04)
+    assert share[1.0] == pytest.approx(0.25, abs=0.04)
+    assert bootstrap_interval(y, participants, photos, reps=4000, seed=1) == (0.0, 1.0)
+    # A trial-level interval would be far narrower: the crossed one respects the clustering.
+    assert wilson_interval(10, 20)[1] - wilson_interval(10, 20)[0] < 0.45
+
+
+def test_bootstrap_over_photos_too_and_is_seeded():
+    # One participant, photo X always judged real, photo Y never: same 1/4, 1/2, 1/4 by photos.
+    y = [1, 1, 0, 0]
+    values = bootstrap_replicates(y, ["a"] * 4, ["X", "X", "Y", "Y"], reps=4000, seed=2)
+    assert np.mean(values == 0.5) == pytest.approx(0.5, abs=0.04)
+    first = bootstrap_interval(y, ["a"] * 4, ["X", "X", "Y", "Y"], reps=500, seed=7)
+    assert first == bootstrap_interval(y, ["a"] * 4, ["X", "X", "Y", "Y"], reps=500, seed=7)
+    # No variation at all: the interval collapses onto the rate.
+    assert bootstrap_interval([1, 1, 1], ["a", "b", "c"], ["x", "y", "z"], reps=200) == (1.0, 1.0)
+    assert all(math.isnan(v) for v in bootstrap_interval([], [], []))
+
+
+def test_rates_by_counts_and_intervals():
+    frame = pd.DataFrame(
+        {
+            "condition": ["m1"] * 10 + ["m2"] * 4,
+            "judged_real": [True] * 5 + [False] * 5 + [True] * 4,
+        }
+    )
+    table = rates_by(frame, "condition", "judged_real").set_index("condition")
+    assert table.loc["m1", ["n", "k"]].tolist() == [10, 5]
+    assert table.loc["m1", "rate"] == 0.5
+    assert table.loc["m1", "wilson_low"] == pytest.approx(0.236593, abs=1e-6)
+    assert table.loc["m2", "rate"] == 1.0
+
+
+def test_sentinel_accuracy_and_exclusion_threshold():
+    frame = pd.DataFrame(
+        {
+            "participant": [1] * 4 + [2] * 4,
+            "correct": [True, True, True, False, True, False, False, False],
+        }
+    )
+    acc = sentinel_accuracy(frame, threshold=0.75).set_index("participant")
+    assert acc.loc[1, "accuracy"] == 0.75 and not acc.loc[1, "excluded"]  # at the threshold: kept
+    assert acc.loc[2, "accuracy"] == 0.25 and acc.loc[2, "excluded"]
+    assert excluded_participants(acc.reset_index()) == {2}
+    assert excluded_participants(sentinel_accuracy(frame.iloc[:0], 0.75)) == set()
+
+
+def test_summarize_leaves_out_excluded_participants():
+    rows = []
+    # Participant 1 is attentive (2/2 sentinels) and is fooled by m1 on 1 of 4 trials.
+    rows += [(1, "test", SENTINEL, "s", True, False)] * 2
+    rows += [(1, "test", "m1", f"p{i}", i != 0, i == 0) for i in range(4)]
+    # Participant 2 fails every sentinel and says "real" to everything: excluded.
+    rows += [(2, "test", SENTINEL, "s", False, True)] * 2
+    rows += [(2, "test", "m1", f"p{i}", False, True) for i in range(4)]
+    # A practice answer never counts.
+    rows += [(1, "practice", "m1", "p0", False, True)]
+    frame = pd.DataFrame(
+        rows, columns=["participant", "phase", "condition", "photo", "correct", "judged_real"]
+    )
+    report = summarize(frame, protocol="2afc", models=["m1", "m2"], threshold=0.75, reps=200)
+    table = report.models.set_index("condition")
+    assert report.excluded == {2}
+    assert (
+        table.loc["m1", "n"] == 4 and table.loc["m1", "k"] == 1 and table.loc["m1", "rate"] == 0.25
+    )
+    assert table.loc["m1", "participants"] == 1
+    assert table.loc["m2", "n"] == 0 and math.isnan(table.loc["m2", "rate"])
+
+
+def test_sentinel_count():
+    assert sentinel_count(38, 0.1) == 4
+    assert sentinel_count(10, 0.1) == 1
+    assert sentinel_count(3, 0.1) == 1
+    assert sentinel_count(1, 0.1) == 0
+    assert sentinel_count(40, 0.0) == 0
+
+
+def test_plan_has_practice_first_sentinels_and_recorded_sides():
+    plan = plan_trials(
+        protocol="2afc",
+        photos=[f"p{i}" for i in range(8)],
+        conditions=["a", "b"],
+        test_trials=20,
+        practice_trials=2,
+        sentinel_rate=0.1,
+        counts={},
+        rng=random.Random(0),
+    )
+    assert [t.phase for t in plan] == ["practice"] * 2 + ["test"] * 20
+    assert sum(t.condition == SENTINEL for t in plan if t.phase == "test") == 2
+    assert {t.fake_side for t in plan} == {"left", "right"}
+    single = plan_trials(
+        protocol="single",
+        photos=["p0", "p1"],
+        conditions=conditions_for("single", ["a"]),
+        test_trials=4,
+        practice_trials=0,
+        sentinel_rate=0.0,
+        counts={},
+        rng=random.Random(0),
+    )
+    assert {t.fake_side for t in single} == {None}
+    assert {t.condition for t in single} == {"a", REAL}
+
+
+def test_a_participant_sees_each_photo_once_when_there_are_enough():
+    plan = plan_trials(
+        protocol="2afc",
+        photos=[f"p{i}" for i in range(12)],
+        conditions=["a", "b", "c"],
+        test_trials=10,
+        practice_trials=2,
+        sentinel_rate=0.1,
+        counts={},
+        rng=random.Random(3),
+    )
+    photos = [t.photo for t in plan]
+    assert len(set(photos)) == len(photos) == 12
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("protocol", ["2afc", "single"])
+def test_allocation_balances_models_and_photos_across_participants(protocol, seed):
+    photos = [f"p{i}" for i in range(6)]
+    conditions = conditions_for(protocol, ["a", "b"])
+    counts, sentinels, rng = Counter(), Counter(), random.Random(seed)
+    for _ in range(30):
+        plan = plan_trials(
+            protocol=protocol,
+            photos=photos,
+            conditions=conditions,
+            test_trials=38,
+            practice_trials=2,
+            sentinel_rate=0.1,
+            counts=counts,
+            sentinel_counts=sentinels,
+            rng=rng,
+        )
+        for t in plan:
+            if t.phase == "test" and t.condition == SENTINEL:
+                sentinels[t.photo] += 1
+            elif t.phase == "test":
+                counts[(t.photo, t.condition)] += 1
+        own = Counter(t.condition for t in plan if t.phase == "test" and t.condition != SENTINEL)
+        assert max(own.values()) - min(own.values()) <= 1  # each person sees every condition alike
+    cells = [(p, c) for p in photos for c in conditions]
+    values = [counts[c] for c in cells]
+    assert sum(values) == 30 * 34
+    # Every (photo, condition) cell within two judgements of every other (mean 85 here).
+    assert max(values) - min(values) <= 2
+    assert max(sentinels.values()) - min(sentinels.values()) <= 1
+
+
+def test_per_model_allocation_balances_participants():
+    rng = random.Random(0)
+    per_model = Counter()
+    for _ in range(9):
+        per_model[choose_model(["a", "b", "c"], per_model, rng)] += 1
+    assert per_model == Counter({"a": 3, "b": 3, "c": 3})
+
+
+def test_judge():
+    assert judge("2afc", "a", "left", "left") == (True, False)  # spotted the fake
+    assert judge("2afc", "a", "left", "right") == (False, True)  # fooled: the fake taken for real
+    assert judge("single", "a", None, "real") == (False, True)  # accepted as real
+    assert judge("single", "a", None, "fake") == (True, False)
+    assert judge("single", REAL, None, "real") == (True, True)  # the control
+    with pytest.raises(ValueError):
+        judge("2afc", "a", "left", "real")
+    with pytest.raises(ValueError):
+        judge("single", "a", None, "left")

@@ -1,0 +1,25 @@
+"""Constructor arguments that make every registered model tiny (CPU, well under a second a step).
+
+Shared by the registry-wide model suite and the training tests. A model added later without an
+entry here is built with its defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_SMALL_DECODER = {"decoder_max_width": 16, "decoder_min_width": 8, "pretrained_encoder": False}
+
+TINY_KWARGS: dict[str, dict[str, Any]] = {
+    "eccv16": {"widths": [4, 8, 8, 8, 8, 8, 8, 8], "working_size": 16},
+    "siggraph17": {"widths": [4, 8, 8, 8, 8, 8, 8, 8, 8, 8], "working_size": 16},
+    "unet": {**_SMALL_DECODER, "working_size": 32},
+    "mobilenet": {**_SMALL_DECODER, "working_size": 32},
+    "densenet": {
+        **_SMALL_DECODER,
+        "working_size": 32,
+        "encoder_kwargs": {"growth_rate": 8, "block_config": [1, 1, 1, 1], "bn_size": 1},
+    },
+    "fusion": {"pretrained_embedding": False, "width": 8, "working_size": 32},
+    "exemplar": {**_SMALL_DECODER, "working_size": 32, "match_dim": 8},
+}
