@@ -49,7 +49,9 @@ def as_point_hints(hints: Iterable) -> list[PointHint]:
             try:
                 values = [float(v) for v in hint[:4]] + [int(v) for v in hint[4:]]
             except (TypeError, ValueError):
-                raise InvalidCondition(f"bad hint {hint!r}: expected numbers (x, y, a, b[, size])") from None
+                raise InvalidCondition(
+                    f"bad hint {hint!r}: expected numbers (x, y, a, b[, size])"
+                ) from None
             out.append(PointHint(*values))
         else:
             raise InvalidCondition(f"bad hint {hint!r}: expected (x, y, a, b[, size])")
