@@ -3,12 +3,12 @@
 Screenshots go to docs/screenshots/study-*.png.
 """
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import chromium
 from PIL import Image, ImageDraw
 
 from study.db import Database, Response
@@ -17,15 +17,6 @@ from study.prepare import prepare_study
 
 TOKEN = "organiser-secret-token"
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = pytest.mark.browser
 
@@ -73,77 +64,66 @@ def study_dir(tmp_path_factory):
 
 
 def test_participant_session_and_organiser_rates_in_chromium(study_dir):
-    playwright = pytest.importorskip("playwright.sync_api")
-    executable = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-    if not Path(executable).exists():
-        pytest.skip(f"no Chromium at {executable} (apt-get install chromium)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{study_dir}/study.sqlite"
-    with (
-        ServerProcess(study_dir, TOKEN, database_url=url) as server,
-        playwright.sync_playwright() as p,
-    ):
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    with ServerProcess(study_dir, TOKEN, database_url=url) as server, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page.goto(server.url + "/join")
+        assert "agree to take part" in page.content()
+        page.screenshot(path=str(SHOTS / "study-consent.png"))
+        page.check("#consent")
+        page.click("#start")
+
+        answered, shots, reloaded = 0, set(), False
+        while "Thank you" not in page.content():
+            if "/feedback/" in page.url:
+                assert re.search(r"Correct\.|Not quite\.", page.content())
+                if "feedback" not in shots:
+                    page.screenshot(path=str(SHOTS / "study-feedback.png"))
+                    shots.add("feedback")
+                page.click("#continue")
+                continue
+            buttons = page.locator("button[name=answer]:not([disabled])")
+            buttons.first.wait_for()  # enabled once both images have loaded
+            progress = page.inner_text("#progress-text")
+            assert progress.startswith(f"{answered + 1} / 5")
+            if "trial" not in shots:
+                page.screenshot(path=str(SHOTS / "study-trial.png"))
+                shots.add("trial")
+            if answered == 2 and not reloaded:
+                # The exposure limit hides the photos; a reload resumes the same trial.
+                page.wait_for_selector("img.masked", state="attached", timeout=5000)
+                page.screenshot(path=str(SHOTS / "study-trial-masked.png"))
+                page.reload()
+                assert page.inner_text("#progress-text").startswith(f"{answered + 1} / 5")
+                reloaded = True
+                continue
+            buttons.nth(answered % 2).click()
+            page.wait_for_load_state()
+            answered += 1
+        assert answered == 5
+        page.screenshot(path=str(SHOTS / "study-done.png"))
+
+        db = Database(url)
         try:
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            page.goto(server.url + "/join")
-            assert "agree to take part" in page.content()
-            page.screenshot(path=str(SHOTS / "study-consent.png"))
-            page.check("#consent")
-            page.click("#start")
-
-            answered, shots, reloaded = 0, set(), False
-            while "Thank you" not in page.content():
-                if "/feedback/" in page.url:
-                    assert re.search(r"Correct\.|Not quite\.", page.content())
-                    if "feedback" not in shots:
-                        page.screenshot(path=str(SHOTS / "study-feedback.png"))
-                        shots.add("feedback")
-                    page.click("#continue")
-                    continue
-                buttons = page.locator("button[name=answer]:not([disabled])")
-                buttons.first.wait_for()  # enabled once both images have loaded
-                progress = page.inner_text("#progress-text")
-                assert progress.startswith(f"{answered + 1} / 5")
-                if "trial" not in shots:
-                    page.screenshot(path=str(SHOTS / "study-trial.png"))
-                    shots.add("trial")
-                if answered == 2 and not reloaded:
-                    # The exposure limit hides the photos; a reload resumes the same trial.
-                    page.wait_for_selector("img.masked", state="attached", timeout=5000)
-                    page.screenshot(path=str(SHOTS / "study-trial-masked.png"))
-                    page.reload()
-                    assert page.inner_text("#progress-text").startswith(f"{answered + 1} / 5")
-                    reloaded = True
-                    continue
-                buttons.nth(answered % 2).click()
-                page.wait_for_load_state()
-                answered += 1
-            assert answered == 5
-            page.screenshot(path=str(SHOTS / "study-done.png"))
-
-            db = Database(url)
-            try:
-                with db.read() as session:
-                    assert session.query(Response).count() == 5
-            finally:
-                db.dispose()
-
-            # A few simulated participants, so the organiser's chart has something to show.
-            crowd = simulate(server.url, 8, timeout=60)
-            assert crowd.errors == [] and crowd.acknowledged == 8 * 5
-
-            page.goto(server.url + "/organiser")
-            assert "Organiser token" in page.content()  # no token, no results
-            page.fill("#token", TOKEN)
-            page.click("#login")
-            page.wait_for_selector("#rates")
-            rows = page.locator("#rates tbody tr").all_inner_texts()
-            assert [r.split()[0] for r in rows] == ["gray", "tint"]
-            judged = sum(int(r.split()[1]) for r in rows)
-            assert judged == 9 * 3  # 9 people x 4 test trials, one of them a sentinel
-            assert any("%" in r for r in rows)
-            page.wait_for_function("document.querySelector('img.chart').naturalWidth > 0")
-            page.screenshot(path=str(SHOTS / "study-organiser.png"), full_page=True)
+            with db.read() as session:
+                assert session.query(Response).count() == 5
         finally:
-            browser.close()
+            db.dispose()
+
+        # A few simulated participants, so the organiser's chart has something to show.
+        crowd = simulate(server.url, 8, timeout=60)
+        assert crowd.errors == [] and crowd.acknowledged == 8 * 5
+
+        page.goto(server.url + "/organiser")
+        assert "Organiser token" in page.content()  # no token, no results
+        page.fill("#token", TOKEN)
+        page.click("#login")
+        page.wait_for_selector("#rates")
+        rows = page.locator("#rates tbody tr").all_inner_texts()
+        assert [r.split()[0] for r in rows] == ["gray", "tint"]
+        judged = sum(int(r.split()[1]) for r in rows)
+        assert judged == 9 * 3  # 9 people x 4 test trials, one of them a sentinel
+        assert any("%" in r for r in rows)
+        page.wait_for_function("document.querySelector('img.chart').naturalWidth > 0")
+        page.screenshot(path=str(SHOTS / "study-organiser.png"), full_page=True)

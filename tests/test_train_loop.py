@@ -255,22 +255,8 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
 
 # --- every registered model ----------------------------------------------------------------
 
-#: constructor arguments that make each registered model tiny (CPU, a fraction of a second a
-#: step); a model added later without an entry here trains with its defaults
-_SMALL_DECODER = {"decoder_max_width": 16, "decoder_min_width": 8, "pretrained_encoder": False}
-TINY_KWARGS: dict[str, dict] = {
-    "eccv16": {"widths": [4, 8, 8, 8, 8, 8, 8, 8], "working_size": 16},
-    "siggraph17": {"widths": [4, 8, 8, 8, 8, 8, 8, 8, 8, 8], "working_size": 16},
-    "unet": {**_SMALL_DECODER, "working_size": 32},
-    "mobilenet": {**_SMALL_DECODER, "working_size": 32},
-    "densenet": {
-        **_SMALL_DECODER,
-        "working_size": 32,
-        "encoder_kwargs": {"growth_rate": 8, "block_config": [1, 1, 1, 1], "bn_size": 1},
-    },
-    "fusion": {"pretrained_embedding": False, "width": 8, "working_size": 32},
-    "exemplar": {**_SMALL_DECODER, "working_size": 32, "match_dim": 8},
-}
+from tiny_models import TINY_KWARGS  # noqa: E402
+
 #: trained by their own entry point (train.controlnet) or test-only
 ELSEWHERE = {"controlnet", "tiny-test", "tiny-exemplar-test"}
 TRAINABLE = [i.name for i in list_colorizers() if i.trainable and i.name not in ELSEWHERE]

@@ -84,3 +84,38 @@ def write_state(folder: Path, state: TrainState) -> None:
 
 def read_state(folder: Path) -> TrainState:
     return TrainState(**json.loads((Path(folder) / STATE_FILE).read_text()))
+
+
+#: what a run writes into its folder
+RUN_ENTRIES = ("checkpoints", "final", "logs", "validation", "metrics.csv", "config.json")
+
+
+def prepare_output_dir(output_dir: Path, args, process_index: int) -> None:
+    """Create the run folder, prove it is writable, refuse to mix two runs in one folder."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".write-test-{process_index}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainingError(
+            f"--output_dir {output_dir}: cannot write there ({exc.strerror or exc}); "
+            "choose a folder you can write to"
+        ) from None
+    taken = [n for n in RUN_ENTRIES if (output_dir / n).exists()]
+    if taken and not args.resume_from_checkpoint and not args.overwrite_output_dir:
+        raise TrainingError(
+            f"--output_dir {output_dir} already holds a run ({', '.join(taken)}); pass "
+            "--resume_from_checkpoint latest to continue it or --overwrite_output_dir to start "
+            "afresh"
+        )
+
+
+def clear_run(output_dir: Path) -> None:
+    """Remove what a previous run left in ``output_dir`` (for --overwrite_output_dir)."""
+    for name in RUN_ENTRIES:
+        path = output_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -38,9 +37,6 @@ from deepcolor.errors import DeepColorError
 
 from . import checkpoints as ckpt
 from .errors import TrainingError
-
-RUN_ENTRIES = ("checkpoints", "final", "logs", "validation", "metrics.csv", "config.json")
-
 
 # ---------------------------------------------------------------------------------------------
 # arguments
@@ -247,36 +243,6 @@ def build_data(args) -> tuple[Any, Any, dict[str, Any]]:
 # the run
 
 
-def _prepare_output_dir(output_dir: Path, args, main_process: bool) -> None:
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".write-test"
-        if main_process:
-            probe.write_text("ok")
-            probe.unlink()
-    except OSError as exc:
-        raise TrainingError(
-            f"--output_dir {output_dir}: cannot write there ({exc.strerror or exc}); "
-            "choose a folder you can write to"
-        ) from None
-    taken = [n for n in RUN_ENTRIES if (output_dir / n).exists()]
-    if taken and not args.resume_from_checkpoint and not args.overwrite_output_dir:
-        raise TrainingError(
-            f"--output_dir {output_dir} already holds a run ({', '.join(taken)}); pass "
-            "--resume_from_checkpoint latest to continue it or --overwrite_output_dir to start "
-            "afresh"
-        )
-
-
-def _clear_run(output_dir: Path) -> None:
-    for name in RUN_ENTRIES:
-        path = output_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
 def _step_generator(seed: int, step: int, process: int, micro: int) -> torch.Generator:
     """The generator of one micro-batch's random draws (same on a resumed run)."""
     mixed = (seed * 1_000_003 + step * 1_009 + process * 101 + micro) % (2**63 - 1)
@@ -356,11 +322,11 @@ def train(args, argv: Sequence[str] | None = None) -> Path:
 
     output_dir = Path(args.output_dir).expanduser().absolute()
     state = PartialState()
-    _prepare_output_dir(output_dir, args, state.is_main_process)
+    ckpt.prepare_output_dir(output_dir, args, state.process_index)
     resume_from = ckpt.resolve_resume(output_dir, args.resume_from_checkpoint)
     state.wait_for_everyone()
     if state.is_main_process and args.overwrite_output_dir and resume_from is None:
-        _clear_run(output_dir)
+        ckpt.clear_run(output_dir)
     state.wait_for_everyone()
     # The data first: a wrong column or an empty split is reported before any model loads.
     with state.main_process_first():  # the main process fills the datasets cache first

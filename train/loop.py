@@ -28,7 +28,6 @@ from .config import parse_args
 from .errors import TrainingError
 from .records import MetricsLog, hardware, model_card, write_json
 
-RUN_ENTRIES = ("checkpoints", "final", "logs", "validation", "metrics.csv", "config.json")
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -75,36 +74,6 @@ def check_model(name: str):
             "`accelerate launch -m train.controlnet ...`"
         )
     return info
-
-
-def prepare_output_dir(output_dir: Path, args, process_index: int) -> None:
-    """Create the run folder, prove it is writable, refuse to mix two runs in one folder."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / f".write-test-{process_index}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise TrainingError(
-            f"--output_dir {output_dir}: cannot write there ({exc.strerror or exc}); "
-            "choose a folder you can write to"
-        ) from None
-    taken = [n for n in RUN_ENTRIES if (output_dir / n).exists()]
-    if taken and not args.resume_from_checkpoint and not args.overwrite_output_dir:
-        raise TrainingError(
-            f"--output_dir {output_dir} already holds a run ({', '.join(taken)}); pass "
-            "--resume_from_checkpoint latest to continue it or --overwrite_output_dir to start "
-            "afresh"
-        )
-
-
-def _clear_run(output_dir: Path) -> None:
-    for name in RUN_ENTRIES:
-        path = output_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
 
 
 def _check_push(args) -> None:
@@ -221,11 +190,11 @@ def train(args, argv: Sequence[str] | None = None) -> Path:
         )
     except (ValueError, RuntimeError) as exc:
         raise TrainingError(f"cannot set up accelerate: {exc}") from None
-    prepare_output_dir(output_dir, args, accelerator.process_index)
+    ckpt.prepare_output_dir(output_dir, args, accelerator.process_index)
     resume_from = ckpt.resolve_resume(output_dir, args.resume_from_checkpoint)
     accelerator.wait_for_everyone()  # every process has checked before the main one deletes
     if accelerator.is_main_process and args.overwrite_output_dir and resume_from is None:
-        _clear_run(output_dir)
+        ckpt.clear_run(output_dir)
     accelerator.wait_for_everyone()
     main_process = accelerator.is_main_process
     sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
