@@ -113,8 +113,11 @@ class SIGGRAPH17Colorizer(Colorizer):
         working_size: int | None = None,
         mask_center: float | None = None,
         global_branch: bool | None = None,
+        hint_p: float = HINT_P,
     ) -> None:
         spec = _check_variant(variant)
+        if not 0 < hint_p <= 1:
+            raise InvalidCondition(f"hint_p must be in (0, 1], got {hint_p}")
         super().__init__(
             working_size=spec["working_size"] if working_size is None else working_size
         )
@@ -128,6 +131,8 @@ class SIGGRAPH17Colorizer(Colorizer):
                 "so that the official checkpoint loads; use variant='compact' to change it"
             )
         self.variant = variant
+        # success probability of the geometric number of simulated training hints (mean (1-p)/p)
+        self.hint_p = float(hint_p)
         self.widths = widths
         self.mask_center = float(spec["mask_center"] if mask_center is None else mask_center)
         self.has_global_branch = global_branch
@@ -334,7 +339,7 @@ class SIGGRAPH17Colorizer(Colorizer):
         torch's global generator, so seeding torch makes a loss reproducible.
         """
         L, ab = batch["L"], batch["ab"]
-        hint_ab, mask = sample_hints_from_truth(ab, p=HINT_P, patch_sizes=HINT_PATCH_SIZES)
+        hint_ab, mask = sample_hints_from_truth(ab, p=self.hint_p, patch_sizes=HINT_PATCH_SIZES)
         global_features = None
         if self.global_net is not None:
             b = L.shape[0]
