@@ -11,6 +11,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import shutil  # noqa: E402
+
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,3 +25,21 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared/data is not present beside this checkout")
     return SHARED
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request, template, tmp_path):
+    """(study folder, database URL): a fresh copy of the module's prepared ``template`` study
+    on SQLite, and on PostgreSQL when ``DATABASE_URL_TEST`` is set (CI sets it)."""
+    folder = tmp_path / "S"
+    shutil.copytree(template, folder)
+    if request.param == "sqlite":
+        yield folder, f"sqlite:///{folder}/study.sqlite"
+        return
+    url = os.environ.get("DATABASE_URL_TEST")
+    if not url:
+        pytest.skip("DATABASE_URL_TEST is not set (CI sets it to its PostgreSQL server)")
+    from study.loadtest import postgres_schema
+
+    with postgres_schema(url) as scoped:
+        yield folder, scoped

@@ -7,8 +7,6 @@ participant resumes where the server says they are. SQLite (WAL) always; Postgre
 DATABASE_URL_TEST is set.
 """
 
-import os
-import shutil
 import time
 
 import numpy as np
@@ -17,7 +15,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from study.db import Database, Participant, Response, Trial
-from study.loadtest import ServerProcess, postgres_schema, simulate
+from study.loadtest import ServerProcess, simulate
 from study.prepare import prepare_study
 
 TOKEN = "organiser-secret-token"
@@ -47,20 +45,6 @@ def template(tmp_path_factory):
         torch_threads=1,  # tiny images: one thread beats oversubscribed cores
     )
     return out
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request, template, tmp_path):
-    folder = tmp_path / "S"
-    shutil.copytree(template, folder)
-    if request.param == "sqlite":
-        yield folder, f"sqlite:///{folder}/study.sqlite"
-        return
-    url = os.environ.get("DATABASE_URL_TEST")
-    if not url:
-        pytest.skip("DATABASE_URL_TEST is not set (CI sets it to its PostgreSQL server)")
-    with postgres_schema(url) as scoped:
-        yield folder, scoped
 
 
 def stored_answers(url):

@@ -5,9 +5,7 @@ is set. The load and fault tests against a real server process are in test_study
 """
 
 import io
-import os
 import re
-import shutil
 import uuid
 
 import numpy as np
@@ -19,7 +17,6 @@ from sqlalchemy import func, select
 
 from study.cli import main
 from study.db import Database, Participant, Response, Trial
-from study.loadtest import postgres_schema
 from study.manifest import read_manifest
 from study.prepare import prepare_study
 from study.server import create_app
@@ -60,21 +57,6 @@ def template(tmp_path_factory):
         torch_threads=1,  # tiny images: one thread beats oversubscribed cores
     )
     return out
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request, template, tmp_path):
-    """(study folder, database URL): a fresh copy of the prepared study on each backend."""
-    folder = tmp_path / "S"
-    shutil.copytree(template, folder)
-    if request.param == "sqlite":
-        yield folder, f"sqlite:///{folder}/study.sqlite"
-        return
-    url = os.environ.get("DATABASE_URL_TEST")
-    if not url:
-        pytest.skip("DATABASE_URL_TEST is not set (CI sets it to its PostgreSQL server)")
-    with postgres_schema(url) as scoped:
-        yield folder, scoped
 
 
 @pytest.fixture

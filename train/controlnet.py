@@ -37,6 +37,7 @@ from deepcolor.errors import DeepColorError
 
 from . import checkpoints as ckpt
 from .errors import TrainingError
+from .loop import build_lr_scheduler
 
 # ---------------------------------------------------------------------------------------------
 # arguments
@@ -249,20 +250,6 @@ def _step_generator(seed: int, step: int, process: int, micro: int) -> torch.Gen
     return torch.Generator().manual_seed(mixed)
 
 
-def _lr_lambda(kind: str, warmup: int, total: int):
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if kind == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        if kind == "linear":
-            return 1.0 - progress
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
 @torch.no_grad()
 def run_validation(model, dataset, args, accelerator, step: int, output_dir: Path) -> dict:
     """Colourise the first validation photos; save a grid (gray, colourised, original)."""
@@ -400,15 +387,9 @@ def train(args, argv: Sequence[str] | None = None) -> Path:
     updates_per_epoch = max(1, math.ceil(len(loader) / args.gradient_accumulation_steps))
     max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
     num_epochs = math.ceil(max_steps / updates_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        _lr_lambda(
-            args.lr_scheduler,
-            args.lr_warmup_steps * accelerator.num_processes,
-            max_steps * accelerator.num_processes,
-        ),
+    scheduler = accelerator.prepare(
+        build_lr_scheduler(optimizer, args, max_steps, accelerator.num_processes)
     )
-    scheduler = accelerator.prepare(scheduler)
     from diffusers import DDPMScheduler
 
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)

@@ -117,6 +117,22 @@ def lr_lambda(kind: str, warmup: int, total: int):
     return constant if kind == "constant" else decayed
 
 
+def build_lr_scheduler(optimizer, args, max_steps: int, num_processes: int):
+    """LambdaLR from --lr_scheduler / --lr_warmup_steps (not yet passed to accelerator.prepare).
+
+    An AcceleratedScheduler steps once per process per optimiser step, so the step counts are
+    scaled by the number of processes.
+    """
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lr_lambda(
+            args.lr_scheduler,
+            args.lr_warmup_steps * num_processes,
+            max_steps * num_processes,
+        ),
+    )
+
+
 def _save_final(model: nn.Module, folder: Path, dtype: torch.dtype) -> None:
     if folder.exists():
         shutil.rmtree(folder)
@@ -246,16 +262,9 @@ def train(args, argv: Sequence[str] | None = None) -> Path:
         updates_per_epoch = max(1, math.ceil(len(train_loader) / args.gradient_accumulation_steps))
         max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
         num_epochs = math.ceil(max_steps / updates_per_epoch)
-    # AcceleratedScheduler steps once per process per optimiser step: scale to match
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lr_lambda(
-            args.lr_scheduler,
-            args.lr_warmup_steps * accelerator.num_processes,
-            max_steps * accelerator.num_processes,
-        ),
+    scheduler = accelerator.prepare(
+        build_lr_scheduler(optimizer, args, max_steps, accelerator.num_processes)
     )
-    scheduler = accelerator.prepare(scheduler)
 
     ema = None
     if args.ema_decay is not None:
