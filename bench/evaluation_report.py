@@ -34,6 +34,8 @@ DATA = ROOT.parent / "shared" / "data" / "eval"
 SETS = ("kodak24", "mcmaster18", "cbsd68")
 SHIPPED = ("unet", "fusion", "densenet", "mobilenet", "eccv16", "siggraph17", "exemplar")
 TEMPERATURES = (0.1, 0.2, 0.38, 0.6, 1.0)
+#: shipped settings evaluated as models of their own: label -> (model, constructor kwargs)
+SETTINGS = {"unet vivid": ("unet", {"chroma_gain": 2.5})}
 HINT_COUNTS = (0, 1, 5, 10, 50)
 HINT_PATCH = 5
 SEED = 0
@@ -45,12 +47,15 @@ def _files(name: str, limit: int | None) -> list[Path]:
 
 
 def load_models(names) -> tuple[dict[str, ColorizationPipeline], dict[str, str]]:
+    """Pipelines for ``names``, then for each setting in SETTINGS whose model is among them."""
     pipes, missing = {}, {}
-    for name in names:
+    wanted = [(name, name, {}) for name in names]
+    wanted += [(label, model, kw) for label, (model, kw) in SETTINGS.items() if model in names]
+    for label, name, kwargs in wanted:
         try:
-            pipes[name] = ColorizationPipeline(create_colorizer(name), device="cpu")
+            pipes[label] = ColorizationPipeline(create_colorizer(name, **kwargs), device="cpu")
         except DeepColorError as exc:
-            missing[name] = str(exc)
+            missing[label] = str(exc)
     return pipes, missing
 
 

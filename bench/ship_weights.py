@@ -1,6 +1,7 @@
 """Copy trained run folders into ``deepcolor/weights/<model>/`` with a model card.
 
     .venv/bin/python bench/ship_weights.py runs/gpu            # every run folder found there
+    .venv/bin/python bench/ship_weights.py runs/gpu --finetune unet runs/unet_sem  # + a fine-tune
 
 Each shipped folder holds ``config.json`` and ``model.safetensors`` exactly as ``train/`` saved
 them (``--save_dtype fp16``; frozen parts an installed package provides are left out) and a
@@ -48,17 +49,47 @@ def _final_validation(run: Path) -> dict[str, str]:
     return rows[-1] if rows else {}
 
 
-def model_card(model: str, run: Path, report_rows: list[str]) -> str:
+def _stage(run: Path) -> list[str]:
+    """What one training run did: its command and figures."""
     config = json.loads((run / "config.json").read_text())
     args, info = config["args"], config["run"]
     train_rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r["split"] == "train"]
     steps = int(train_rows[-1]["step"]) if train_rows else 0
     wall = float(train_rows[-1].get("wall_s") or 0) if train_rows else 0.0
-    original = (
+    command = (
         info["command"].split(" --resume_from_checkpoint")[0].replace(" --no-cache_images", "")
     )
-    val = _final_validation(run)
     hardware = info.get("hardware", "")
+    on_gpu = "GPU" in hardware.upper() or "NVIDIA" in hardware.upper()
+    lines = ["```bash", command, "```", ""]
+    if "1000000" in command:
+        lines += [
+            "(`--max_train_steps 1000000` is a ceiling: the run was stopped at the wall-time "
+            "deadline.)",
+            "",
+        ]
+    lines += [
+        f"- optimiser steps: {steps} (global batch {info.get('global_batch_size')}, "
+        f"{steps * int(info.get('global_batch_size') or 0):,} images seen)",
+        f"- mixed precision: {info.get('mixed_precision')}; learning rate {args['learning_rate']} "
+        f"({args['lr_scheduler']}, {args['lr_warmup_steps']} warm-up steps), EMA {args['ema_decay']}",
+        f"- wall time: {wall / 60:.1f} min; hardware: {hardware}",
+    ]
+    if on_gpu:
+        lines.append(
+            "- to reproduce on CPU, run the same command without `--mixed_precision bf16` "
+            "(slower: about 1/100 of the GPU's throughput on 2 cores)."
+        )
+    else:
+        lines.append("- run as `accelerate launch --cpu ...` on this 2-core machine.")
+    return [*lines, ""]
+
+
+def model_card(model: str, runs: list[Path], report_rows: list[str]) -> str:
+    """The card of weights made by ``runs`` in order (a later run fine-tunes the one before)."""
+    last = runs[-1]
+    info = json.loads((last / "config.json").read_text())["run"]
+    val = _final_validation(last)
     lines = [
         "---",
         "library_name: deepcolor",
@@ -74,25 +105,23 @@ def model_card(model: str, run: Path, report_rows: list[str]) -> str:
         DATA_TERMS,
         "",
         "## How it was trained",
-        "One prepared GPU session (`bench/gpu_train.sh 320 OUT`, issue 9) trained every model at "
-        "once on a single GPU for a fixed wall time, then turned each run's latest checkpoint "
-        "into `RUN/final` (no further steps). The command of this run:",
-        "",
-        "```bash",
-        original,
-        "```",
-        "",
-        "(`--max_train_steps 1000000` is a ceiling: the run was stopped at the wall-time deadline.)",
-        "",
-        f"- optimiser steps: {steps} (global batch {info.get('global_batch_size')}, "
-        f"{steps * int(info.get('global_batch_size') or 0):,} images seen)",
+    ]
+    for i, run in enumerate(runs, start=1):
+        if len(runs) > 1:
+            lines += [
+                "",
+                f"### Stage {i} of {len(runs)}" + (" (fine-tunes stage 1)" if i > 1 else ""),
+            ]
+        if "NVIDIA" in json.loads((run / "config.json").read_text())["run"].get("hardware", ""):
+            lines += [
+                "One prepared GPU session (`bench/gpu_train.sh 320 OUT`, issue 9) trained every "
+                "model at once on a single GPU for a fixed wall time, then turned each run's "
+                "latest checkpoint into `RUN/final` (no further steps). The command of this run:",
+            ]
+        lines += ["", *_stage(run)]
+    lines += [
         f"- parameters: {info.get('parameters'):,} (including frozen parts)",
-        f"- mixed precision: {info.get('mixed_precision')}; learning rate {args['learning_rate']} "
-        f"({args['lr_scheduler']}, {args['lr_warmup_steps']} warm-up steps), EMA {args['ema_decay']}",
-        f"- wall time: {wall / 60:.1f} min; hardware: {hardware}",
         "- weights: fp16 safetensors (frozen parts from the EfficientNet-Lite0 package not stored)",
-        "- to reproduce on CPU, run the same command without `--mixed_precision bf16` (slower: "
-        "about 1/100 of the GPU's throughput on 2 cores).",
         "",
         "## Held-out validation at the end of training",
         "",
@@ -133,10 +162,22 @@ def report_rows_for(model: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("runs", type=Path, help="folder holding one run folder per model")
+    parser.add_argument(
+        "--finetune",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("MODEL", "RUN"),
+        help="MODEL's weights come from RUN, a fine-tune of the run in RUNS (repeatable)",
+    )
     args = parser.parse_args()
+    finetunes = {model: Path(run) for model, run in args.finetune}
     total = 0.0
     for model, run_name in RUNS.items():
-        run = args.runs / run_name
+        stages = [args.runs / run_name]
+        if model in finetunes:
+            stages.append(finetunes[model])
+        run = stages[-1]
         final = run / "final"
         if not (final / "model.safetensors").is_file():
             print(f"{model}: no {final}/model.safetensors, skipped")
@@ -144,14 +185,15 @@ def main() -> None:
         size = (final / "model.safetensors").stat().st_size / 2**20
         if size > MAX_MB:
             raise SystemExit(f"{model}: {size:.1f} MiB is over the {MAX_MB} MiB cap per model")
-        if not (run / "config.json").is_file():
-            shutil.copy(final / "run_config.json", run / "config.json")
-            shutil.copy(final / "train_metrics.csv", run / "metrics.csv")
+        for stage in stages:
+            if not (stage / "config.json").is_file():
+                shutil.copy(stage / "final" / "run_config.json", stage / "config.json")
+                shutil.copy(stage / "final" / "train_metrics.csv", stage / "metrics.csv")
         out = TARGET / model
         out.mkdir(parents=True, exist_ok=True)
         for name in ("config.json", "model.safetensors"):
             shutil.copy(final / name, out / name)
-        (out / "README.md").write_text(model_card(model, run, report_rows_for(model)))
+        (out / "README.md").write_text(model_card(model, stages, report_rows_for(model)))
         total += size
         print(f"{model}: {size:.1f} MiB -> {out}")
     print(f"total {total:.1f} MiB")

@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     colorize.add_argument("--reference", help="reference colour photo (models that take one)")
     colorize.add_argument("--prompt", help="text prompt (models that take one)")
     colorize.add_argument("--temperature", type=float, help="annealed-mean temperature (eccv16)")
+    colorize.add_argument(
+        "--chroma-gain",
+        type=float,
+        help="multiply the predicted colours (unet, densenet, mobilenet): 0 = gray, "
+        ">1 = more vivid; default: the model's own setting",
+    )
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -147,6 +153,7 @@ def cmd_colorize(args) -> int:
             ("reference", args.reference),
             ("prompt", args.prompt),
             ("temperature", args.temperature),
+            ("chroma_gain", args.chroma_gain),
         )
         if v is not None
     }

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .color import join_lab, lab_to_rgb
 from .convert.efficientnet_lite0 import efficientnet_lite0_pretrained, normalize_rgb01
 from .errors import InvalidImage
 
@@ -68,6 +69,54 @@ def classifier_input(crops: Sequence[np.ndarray]) -> torch.Tensor:
 def load_classifier() -> nn.Module:
     """The converted EfficientNet-Lite0 classifier (timm, eval mode)."""
     return efficientnet_lite0_pretrained(in_chans=3).eval()
+
+
+_FROZEN_CLASSIFIERS: dict[str, nn.Module] = {}
+
+
+def frozen_classifier(device: torch.device | str) -> nn.Module:
+    """One frozen (eval, no gradients) classifier per device, kept outside any model so that it
+    is never saved with one."""
+    key = str(torch.device(device))
+    if key not in _FROZEN_CLASSIFIERS:
+        model = load_classifier().to(device)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        _FROZEN_CLASSIFIERS[key] = model
+    return _FROZEN_CLASSIFIERS[key]
+
+
+def semantic_loss(
+    L: torch.Tensor,
+    pred_ab: torch.Tensor,
+    true_ab: torch.Tensor,
+    *,
+    size: int = 128,
+    temperature: float = 2.0,
+) -> torch.Tensor:
+    """KL divergence between the classifier's beliefs on the true colours and on the predicted.
+
+    A training signal for colourisers (the classifier stays frozen): colours that make the
+    photo look like another class cost more than colours that are merely a little off. Both
+    images are resized to ``size`` before classification; ``temperature`` softens the targets so
+    that the whole distribution, not just the top class, is matched.
+    """
+    classifier = frozen_classifier(L.device)
+    L32 = L.float()
+
+    def classify(ab: torch.Tensor) -> torch.Tensor:
+        rgb = lab_to_rgb(join_lab(L32, ab.float()))
+        if rgb.shape[-1] != size or rgb.shape[-2] != size:
+            rgb = torch.nn.functional.interpolate(
+                rgb, size=(size, size), mode="bilinear", align_corners=False
+            )
+        return classifier(normalize_rgb01(rgb)).float() / temperature
+
+    with torch.no_grad():
+        target = torch.log_softmax(classify(true_ab), dim=1)
+    predicted = torch.log_softmax(classify(pred_ab), dim=1)
+    kl = torch.nn.functional.kl_div(predicted, target, log_target=True, reduction="batchmean")
+    return kl * temperature**2
 
 
 def _original_rgb(path: Path) -> np.ndarray:

@@ -10,6 +10,7 @@ from deepcolor.hints import (
     PointHint,
     as_point_hints,
     encode_point_hints,
+    propagate_hint_residuals,
     sample_hints_from_truth,
     saturation_hint,
 )
@@ -130,3 +131,41 @@ def test_saturation_hint_is_mean_chroma_over_110():
     ab[1, 1] = 44.0  # chroma 55
     torch.testing.assert_close(saturation_hint(ab), torch.tensor([[0.0], [0.5]]))
     assert PointHint(0.5, 0.5, 1.0, 2.0).size == 3
+
+
+# --- spreading hint residuals -------------------------------------------------------------------
+
+
+def two_region_image() -> torch.Tensor:
+    """Left half dark (L 30), right half light (L 70)."""
+    L = torch.full((1, 1, 20, 40), 30.0)
+    L[..., 20:] = 70.0
+    return L
+
+
+def test_propagation_follows_lightness_and_fades_with_distance():
+    L = two_region_image()
+    ab = torch.zeros(1, 2, 20, 40)
+    hint_ab, mask = encode_point_hints([PointHint(x=0.1, y=0.5, a=40.0, b=-20.0, size=3)], 20, 40)
+    out = propagate_hint_residuals(L, ab, hint_ab, mask, sigma_xy=0.5, sigma_l=5.0, floor=0.01)
+    # at the hint: (nearly) its colour; on the dark half: most of it; across the edge: nothing
+    assert torch.allclose(out[0, :, 10, 4], torch.tensor([40.0, -20.0]), atol=1.0)
+    assert out[0, 0, 10, 18] > 30.0
+    assert out[0, :, :, 21:].abs().max() < 1.0
+    # a large floor keeps far pixels at the prediction
+    near_only = propagate_hint_residuals(
+        L, ab, hint_ab, mask, sigma_xy=0.05, sigma_l=5.0, floor=1.0
+    )
+    assert near_only[0, 0, 10, 18].abs() < 1.0 < near_only[0, 0, 10, 4]
+
+
+def test_propagation_without_hints_is_the_identity_and_is_differentiable():
+    L = two_region_image()
+    ab = (torch.randn(2, 2, 20, 40) * 10).requires_grad_(True)
+    hint_ab, mask = encode_point_hints([PointHint(x=0.9, y=0.2, a=-30.0, b=10.0)], 20, 40)
+    no_hints = torch.zeros(1, 1, 20, 40)
+    mask2 = torch.cat((mask, no_hints))
+    out = propagate_hint_residuals(L.repeat(2, 1, 1, 1), ab, hint_ab.repeat(2, 1, 1, 1), mask2)
+    assert torch.equal(out[1], ab[1])
+    out.sum().backward()
+    assert ab.grad is not None and torch.isfinite(ab.grad).all()

@@ -91,3 +91,21 @@ def test_real_classifier_recognises_a_few_sample_photos(shared_data):
     # the converted EfficientNet-Lite0 gets 86.76 % of the 974 originals right
     assert result.top1 >= 5 / 8
     assert result.top5 >= result.top1
+
+
+def test_semantic_loss_is_zero_for_the_truth_and_steers_wrong_colours(shared_data):
+    """The training signal of deepcolor.semantic: the frozen classifier's KL, truth vs guess."""
+    from deepcolor.color import rgb_to_lab
+    from deepcolor.semantic import semantic_loss
+
+    folder = shared_data / "eval" / "imagenet-sample"
+    path, _ = read_labels(folder)[0]
+    rgb = np.asarray(Image.open(path).convert("RGB").resize((64, 64)), np.float32) / 255.0
+    lab = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1)[None])
+    L, ab = lab[:, :1], lab[:, 1:]
+    assert float(semantic_loss(L, ab, ab, size=64)) == pytest.approx(0.0, abs=1e-4)
+    wrong = (-ab).requires_grad_(True)  # complementary colours
+    loss = semantic_loss(L, wrong, ab, size=64)
+    assert float(loss.detach()) > 0.01
+    loss.backward()
+    assert wrong.grad is not None and float(wrong.grad.abs().sum()) > 0

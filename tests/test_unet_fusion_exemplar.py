@@ -143,6 +143,39 @@ def test_loss_choice_and_unknown_encoder():
         _tiny("unet", encoder="no-such-net")
 
 
+def test_chroma_gain_scales_colours_at_inference_only(tmp_path):
+    model = _tiny("unet")
+    L = _batch()["L"]
+    plain = model.predict(L)
+    torch.testing.assert_close(model.predict(L, chroma_gain=2.5), plain * 2.5)
+    assert model.predict(L, chroma_gain=0).abs().max() == 0
+    # the model's own default travels with its saved config
+    vivid = _tiny("unet", chroma_gain=1.5)
+    vivid.save_pretrained(tmp_path)
+    loaded = create_colorizer("unet", weights=str(tmp_path))
+    assert loaded.chroma_gain == 1.5
+    torch.testing.assert_close(loaded.predict(L), plain * 1.5)
+    # training never sees the gain
+    vivid.train()
+    torch.testing.assert_close(vivid(L), model.train()(L))
+    for bad in (-1, 9, "lots"):
+        with pytest.raises(InvalidCondition, match="chroma_gain"):
+            model.predict(L, chroma_gain=bad)
+    with pytest.raises(InvalidCondition, match="chroma_gain"):
+        _tiny("unet", chroma_gain=-0.5)
+
+
+def test_semantic_weight_adds_the_classifier_term():
+    batch = _batch(size=32)
+    plain = _tiny("unet").training_loss(batch)
+    with_semantic = _tiny("unet", semantic_weight=0.5, semantic_size=32).training_loss(batch)
+    assert with_semantic > plain
+    with pytest.raises(ValueError, match="semantic_weight"):
+        _tiny("unet", semantic_weight=-1)
+    # the frozen classifier is not part of what the model saves
+    assert not any("classifier" in k for k in _tiny("unet", semantic_weight=0.5).state_dict())
+
+
 def test_package_parts_need_not_be_stored(tmp_path):
     model = create_colorizer("unet", weights=None, freeze_encoder=True, decoder_max_width=32)
     model.save_package_weights = False

@@ -275,6 +275,7 @@ def test_hints_resolve_what_l_cannot():
     L, truths = ambiguous_image()
     batch = {"L": L.repeat(2, 1, 1, 1), "ab": torch.cat(truths)}
     sig = model("siggraph17")
+    sig.propagate_hints = False  # the network itself must use them (propagation tested apart)
     optimiser = torch.optim.Adam(sig.parameters(), lr=2e-3)  # 3e-3 diverges for some seeds
     for _ in range(40):
         optimiser.zero_grad()
@@ -292,6 +293,26 @@ def test_hints_resolve_what_l_cannot():
             with_hints.append((sig.predict(L, hints=hints) - truth).abs().mean())
             without.append(auto_error)
     assert torch.stack(with_hints).mean() < 0.8 * torch.stack(without).mean()
+
+
+def test_siggraph17_spreads_what_the_network_leaves_at_the_hints():
+    """Untrained, the network ignores hints; propagation still brings the hinted colours in."""
+    sig = model("siggraph17")
+    L, ab = photo(1, 40, 48, seed=6)
+    hint_ab, mask = sample_hints_from_truth(
+        ab, num_points=10, generator=torch.Generator().manual_seed(3)
+    )
+    sig.propagate_hints = False
+    network = sig.predict(L, hints=(hint_ab, mask))
+    automatic = sig.predict(L)
+    sig.propagate_hints = True
+    spread = sig.predict(L, hints=(hint_ab, mask))
+    at_hints = mask.bool().expand_as(ab)
+    assert (spread - hint_ab)[at_hints].abs().mean() < 0.5 * (network - hint_ab)[
+        at_hints
+    ].abs().mean()
+    assert (spread - ab).abs().mean() < (network - ab).abs().mean()
+    torch.testing.assert_close(sig.predict(L), automatic)  # without hints nothing changes
 
 
 def test_global_histogram_hint_resolves_what_l_cannot():

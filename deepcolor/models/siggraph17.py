@@ -35,7 +35,12 @@ from torch import nn
 
 from ..color import AB_SCALE, NUM_AB_BINS, ab_histogram, normalize_ab, normalize_l
 from ..errors import InvalidCondition
-from ..hints import sample_hints_from_truth, saturation_hint
+from ..hints import (
+    diffuse_hint_residuals,
+    propagate_hint_residuals,
+    sample_hints_from_truth,
+    saturation_hint,
+)
 from ..registry import register_colorizer
 from ..weights import shipped_weights
 from .base import Colorizer
@@ -71,6 +76,9 @@ HINT_PATCH_SIZES = tuple(range(1, 10))
 GLOBAL_HINT_RATE = 0.5  # each global hint is given to half the training images
 #: smooth-L1 switches from quadratic to linear at 1 ab unit (as colorization-pytorch's Huber)
 HUBER_BETA = 1.0 / AB_SCALE
+#: edge-aware spreading of what the network leaves unexplained at the hints (inference only);
+#: tuned on bsds500's validation photos by bench/tune_hint_propagation.py
+PROPAGATION = {"sigma_xy": 0.5, "sigma_l": 5.0, "floor": 0.01}
 
 
 def _check_variant(variant: str) -> dict[str, Any]:
@@ -114,6 +122,7 @@ class SIGGRAPH17Colorizer(Colorizer):
         mask_center: float | None = None,
         global_branch: bool | None = None,
         hint_p: float = HINT_P,
+        propagate_hints: bool = True,
     ) -> None:
         spec = _check_variant(variant)
         if not 0 < hint_p <= 1:
@@ -133,6 +142,10 @@ class SIGGRAPH17Colorizer(Colorizer):
         self.variant = variant
         # success probability of the geometric number of simulated training hints (mean (1-p)/p)
         self.hint_p = float(hint_p)
+        # The small network follows sparse hints only loosely; spreading the remaining residual
+        # makes every hint count (see deepcolor.hints.propagate_hint_residuals).
+        self.propagate_hints = bool(propagate_hints)
+        self.propagation = dict(PROPAGATION)
         self.widths = widths
         self.mask_center = float(spec["mask_center"] if mask_center is None else mask_center)
         self.has_global_branch = global_branch
@@ -329,7 +342,16 @@ class SIGGRAPH17Colorizer(Colorizer):
         **conditions: Any,
     ) -> torch.Tensor:
         hint_ab, mask = self._local_hints(hints, L)
-        return self._network(L, hint_ab, mask, self._global_features(global_hints, L))
+        ab = self._network(L, hint_ab, mask, self._global_features(global_hints, L))
+        if self.propagate_hints and hints is not None:
+            settings = dict(self.propagation)
+            spread = (
+                diffuse_hint_residuals
+                if settings.pop("method", "rbf") == "graph"
+                else propagate_hint_residuals
+            )
+            ab = spread(L, ab, hint_ab, mask, **settings)
+        return ab
 
     # --- training ---------------------------------------------------------------------------
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

