@@ -183,6 +183,68 @@ def shortfalls(summaries: dict[str, pd.DataFrame], out: Path) -> list[str]:
     return [*lines, ""]
 
 
+#: issue 9's bars (../shared/data/README.md baselines): (set, metric, comparison, bar)
+FAITHFUL_BARS = (
+    ("kodak24", "ciede2000", "<=", 10.57),
+    ("mcmaster18", "ciede2000", "<=", 14.14),
+    ("cbsd68", "ciede2000", "<=", 11.40),
+    ("kodak24", "psnr", ">=", 23.8),
+    ("kodak24", "colourfulness", ">=", 20.0),
+)
+VIVID_BARS = (("kodak24", "colourfulness", ">=", 30.0), ("kodak24", "ciede2000", "<=", 11.135))
+GRAY_SEMANTIC_TOP1 = 75.98
+FAITHFUL, VIVID = "unet", "unet vivid"
+
+
+def acceptance(
+    summaries: dict[str, pd.DataFrame],
+    kodak_wins: dict[str, int],
+    hint_means: dict[int, float],
+    semantic_top1: dict[str, float],
+) -> list[str]:
+    """Each bar of issue 9 against what this run measured: value, bar, pass or FAIL."""
+    lines = [
+        "## Issue 9's bars against these figures",
+        "",
+        "| model | figure | measured | bar | |",
+        "|---|---|---|---|---|",
+    ]
+
+    def row(model: str, what: str, value: float | None, op: str, bar: float) -> None:
+        if value is None or np.isnan(value):
+            lines.append(f"| `{model}` | {what} | not measured | {op} {bar} | |")
+            return
+        ok = value <= bar if op == "<=" else value >= bar
+        lines.append(
+            f"| `{model}` | {what} | {value:.3f} | {op} {bar} | {'pass' if ok else 'FAIL'} |"
+        )
+
+    def figure(set_name: str, label: str, metric: str) -> float | None:
+        rows = summaries.get(set_name)
+        if rows is None or label not in set(rows.model):
+            return None
+        return float(rows.set_index("model").loc[label, metric])
+
+    for model, bars in ((FAITHFUL, FAITHFUL_BARS), (VIVID, VIVID_BARS)):
+        for set_name, metric, op, bar in bars:
+            row(model, f"{set_name} {metric}", figure(set_name, model, metric), op, bar)
+        if model == FAITHFUL:
+            wins = kodak_wins.get(model)
+            row(model, "Kodak24 photos better than gray", None if wins is None else wins, ">=", 18)
+        # gray on the same photos (75.98 % is gray's on all 974 with L* replicated)
+        bar = round(semantic_top1.get("gray", GRAY_SEMANTIC_TOP1), 2)
+        row(model, "semantic top-1 % (vs gray, same photos)", semantic_top1.get(model), ">=", bar)
+    row("siggraph17", "Kodak24 CIEDE2000, 10 hints", hint_means.get(10), "<=", 7.0)
+    row(
+        "exemplar",
+        "Kodak24 CIEDE2000, ground truth as reference",
+        figure("kodak24", "exemplar (ground-truth reference)", "ciede2000"),
+        "<=",
+        8.0,
+    )
+    return [*lines, ""]
+
+
 def fmt_table(frame: pd.DataFrame) -> str:
     cols = ["model", "images", "psnr", "ssim", "ciede2000", "colourfulness", "delta_colourfulness"]
     formats = {
@@ -228,6 +290,9 @@ def main() -> None:
         report += [f"- `{n}`: {why}" for n, why in missing.items()] + [""]
 
     summaries: dict[str, pd.DataFrame] = {}
+    kodak_wins: dict[str, int] = {}
+    hint_means: dict[int, float] = {}
+    semantic_top1: dict[str, float] = {}
     for set_name in SETS:
         files = _files(set_name, args.limit)
         frames = []
@@ -258,7 +323,8 @@ def main() -> None:
                 if name == "gray":
                     continue
                 per = frame[frame.model == name].set_index("image").ciede2000
-                wins.append(f"`{name}` {int((per < gray.loc[per.index]).sum())}/{len(per)}")
+                kodak_wins[name] = int((per < gray.loc[per.index]).sum())
+                wins.append(f"`{name}` {kodak_wins[name]}/{len(per)}")
             report += ["Photos with a lower CIEDE2000 than `gray`: " + ", ".join(wins) + ".", ""]
         contact_sheet(files, {n: p for n, p in pipes.items()}, out / f"contact_{set_name}.png")
         report += [f"![{set_name} contact sheet](contact_{set_name}.png)", ""]
@@ -279,6 +345,9 @@ def main() -> None:
             )
             rows.append(frame)
         sweep = summarize(pd.concat(rows, ignore_index=True))
+        hint_means.update(
+            {c: float(r.ciede2000) for c, r in zip(HINT_COUNTS, sweep.itertuples(), strict=True)}
+        )
         report += [
             "## siggraph17 with ground-truth hints (Kodak24)",
             "",
@@ -318,11 +387,13 @@ def main() -> None:
             if "reference" in pipe.model.needs:
                 continue
             res = semantic_accuracy(pipe, folder, limit=args.semantic_limit, progress=True)
+            semantic_top1[name] = 100 * res.top1
             report.append(f"| {name} | {100 * res.top1:.2f} % | {100 * res.top5:.2f} % |")
         report.append("")
     except (ImportError, DeepColorError) as exc:
         report += [f"Semantic test not run: {exc}", ""]
 
+    report += acceptance(summaries, kodak_wins, hint_means, semantic_top1)
     report += shortfalls(summaries, out)
     report += [
         f"Generated in {(time.time() - started) / 60:.1f} minutes on {os.cpu_count()} CPU cores.",

@@ -315,6 +315,22 @@ def test_siggraph17_spreads_what_the_network_leaves_at_the_hints():
     torch.testing.assert_close(sig.predict(L), automatic)  # without hints nothing changes
 
 
+def test_siggraph17_can_train_through_the_spreading():
+    """``propagation_in_loss``: the loss sees the spread output, and gradients still reach the
+    network (away from the hints the spreading leaves the network's colours in charge)."""
+    L, ab = photo(2, 32, 32, seed=7)
+    batch = {"L": L, "ab": ab}
+    plain, through = model("siggraph17"), model("siggraph17", propagation_in_loss=True)
+    torch.manual_seed(5)
+    loss_plain = plain.training_loss(batch)
+    torch.manual_seed(5)  # the same simulated hints
+    loss_through = through.training_loss(batch)
+    assert not torch.isclose(loss_plain, loss_through)
+    loss_through.backward()
+    assert all(p.grad is not None for p in through.head.parameters())
+    assert float(through.head.weight.grad.abs().sum()) > 0
+
+
 def test_global_histogram_hint_resolves_what_l_cannot():
     """The compact variant's global branch carries colour information to the output."""
     L, truths = ambiguous_image()

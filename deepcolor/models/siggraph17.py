@@ -35,12 +35,7 @@ from torch import nn
 
 from ..color import AB_SCALE, NUM_AB_BINS, ab_histogram, normalize_ab, normalize_l
 from ..errors import InvalidCondition
-from ..hints import (
-    diffuse_hint_residuals,
-    propagate_hint_residuals,
-    sample_hints_from_truth,
-    saturation_hint,
-)
+from ..hints import propagate_hint_residuals, sample_hints_from_truth, saturation_hint
 from ..registry import register_colorizer
 from ..weights import shipped_weights
 from .base import Colorizer
@@ -78,7 +73,13 @@ GLOBAL_HINT_RATE = 0.5  # each global hint is given to half the training images
 HUBER_BETA = 1.0 / AB_SCALE
 #: edge-aware spreading of what the network leaves unexplained at the hints (inference only);
 #: tuned on bsds500's validation photos by bench/tune_hint_propagation.py
-PROPAGATION = {"sigma_xy": 0.5, "sigma_l": 5.0, "floor": 0.01}
+PROPAGATION = {
+    "sigma_xy": 0.5,
+    "sigma_l": 5.0,
+    "floor": 0.01,
+    "sigma_near": 0.06,
+    "near_weight": 100.0,
+}
 
 
 def _check_variant(variant: str) -> dict[str, Any]:
@@ -123,6 +124,7 @@ class SIGGRAPH17Colorizer(Colorizer):
         global_branch: bool | None = None,
         hint_p: float = HINT_P,
         propagate_hints: bool = True,
+        propagation_in_loss: bool = False,
     ) -> None:
         spec = _check_variant(variant)
         if not 0 < hint_p <= 1:
@@ -146,6 +148,9 @@ class SIGGRAPH17Colorizer(Colorizer):
         # makes every hint count (see deepcolor.hints.propagate_hint_residuals).
         self.propagate_hints = bool(propagate_hints)
         self.propagation = dict(PROPAGATION)
+        # Train the network for what users see: its output after the spreading, so that it
+        # learns to complement the spreading rather than to repeat it.
+        self.propagation_in_loss = bool(propagation_in_loss)
         self.widths = widths
         self.mask_center = float(spec["mask_center"] if mask_center is None else mask_center)
         self.has_global_branch = global_branch
@@ -344,13 +349,7 @@ class SIGGRAPH17Colorizer(Colorizer):
         hint_ab, mask = self._local_hints(hints, L)
         ab = self._network(L, hint_ab, mask, self._global_features(global_hints, L))
         if self.propagate_hints and hints is not None:
-            settings = dict(self.propagation)
-            spread = (
-                diffuse_hint_residuals
-                if settings.pop("method", "rbf") == "graph"
-                else propagate_hint_residuals
-            )
-            ab = spread(L, ab, hint_ab, mask, **settings)
+            ab = propagate_hint_residuals(L, ab, hint_ab, mask, **self.propagation)
         return ab
 
     # --- training ---------------------------------------------------------------------------
@@ -376,6 +375,10 @@ class SIGGRAPH17Colorizer(Colorizer):
                 sat_given,
             )
         pred = self._network(L, hint_ab.to(L.dtype), mask.to(L.dtype), global_features)
+        if self.propagation_in_loss and self.propagate_hints:
+            pred = propagate_hint_residuals(
+                L, pred, hint_ab.to(pred.dtype), mask, **self.propagation
+            )
         error = F.smooth_l1_loss(  # in float32 whatever the model's precision
             normalize_ab(pred.float()), normalize_ab(ab.float()), beta=HUBER_BETA, reduction="none"
         ).sum(dim=1)  # summed over a and b, as colorization-pytorch does

@@ -1,0 +1,67 @@
+"""Choose the shipped `unet`'s chroma gains on bsds500's validation photos (issue 9).
+
+The regression model hedges towards gray; multiplying its ab by a gain restores colour. Two
+settings are chosen here, never on the evaluation sets:
+
+- faithful (the model's default, ``chroma_gain`` in its config): the gain with the lowest mean
+  CIEDE2000;
+- vivid (the report's ``unet vivid``): the largest gain whose mean CIEDE2000 is still no worse
+  than the constant ``tint`` baseline's on the same photos.
+
+    .venv/bin/python bench/choose_chroma_gain.py [--weights FOLDER] [--gains 1,1.5,2,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from deepcolor import ColorizationPipeline, create_colorizer
+from deepcolor.metrics import image_metrics
+
+BSDS_VAL = (
+    Path(__file__).resolve().parents[2]
+    / "shared/data/train/bsds500/data/validation-00000-of-00001.parquet"
+)
+
+
+def photos() -> list[np.ndarray]:
+    cells = pd.read_parquet(BSDS_VAL)["image"].tolist()
+    return [np.asarray(Image.open(io.BytesIO(c["bytes"])).convert("RGB")) for c in cells]
+
+
+def mean_metrics(pipe: ColorizationPipeline, images, **conditions) -> dict[str, float]:
+    rows = [image_metrics(o, pipe(o, **conditions).rgb) for o in images]
+    return pd.DataFrame(rows)[["psnr", "ciede2000", "colourfulness"]].mean().to_dict()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="default", help="unet weights (default: shipped)")
+    parser.add_argument("--gains", default="1,1.5,2,2.5,3,3.5,4")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    images = photos()
+    tint = mean_metrics(ColorizationPipeline(create_colorizer("tint"), device="cpu"), images)
+    pipe = ColorizationPipeline(create_colorizer("unet", weights=args.weights), device="cpu")
+    rows = []
+    for gain in (float(g) for g in args.gains.split(",")):
+        rows.append({"gain": gain, **mean_metrics(pipe, images, chroma_gain=gain)})
+        print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    print(f"tint: {tint}")
+    print(table.to_string(index=False))
+    faithful = table.loc[table.ciede2000.idxmin(), "gain"]
+    allowed = table[table.ciede2000 <= tint["ciede2000"]]
+    vivid = allowed.gain.max() if len(allowed) else float("nan")
+    print(f"faithful gain {faithful}, vivid gain {vivid}")
+
+
+if __name__ == "__main__":
+    main()
