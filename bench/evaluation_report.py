@@ -35,7 +35,7 @@ SETS = ("kodak24", "mcmaster18", "cbsd68")
 SHIPPED = ("unet", "fusion", "densenet", "mobilenet", "eccv16", "siggraph17", "exemplar")
 TEMPERATURES = (0.1, 0.2, 0.38, 0.6, 1.0)
 #: shipped settings evaluated as models of their own: label -> (model, constructor kwargs)
-SETTINGS = {"unet vivid": ("unet", {"chroma_gain": 2.5})}
+SETTINGS = {"unet vivid": ("unet", {"chroma_gain": 3.0})}
 HINT_COUNTS = (0, 1, 5, 10, 50)
 HINT_PATCH = 5
 SEED = 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -30,6 +31,30 @@ RUNS = {
     "eccv16": "eccv16",
     "siggraph17": "siggraph17",
     "exemplar": "exemplar",
+}
+
+#: inference settings written into a shipped config.json, and why (chosen on held-out photos)
+SHIP_SETTINGS = {
+    "unet": (
+        {"chroma_gain": 1.5},
+        "`chroma_gain` 1.5: the gain with the lowest mean CIEDE2000 on bsds500's 32 validation "
+        "photos (`bench/choose_chroma_gain.py`: 10.73 at 1.0, 10.61 at 1.5, 10.68 at 2.0); the "
+        "report's `unet vivid` is gain 3.0, the largest there still no worse than `tint`.",
+    ),
+}
+
+#: what a run folder's own records cannot say (keyed by run folder name)
+STAGE_NOTES = {
+    "unet_ft": (
+        "Run on this 2-core CPU, fine-tuning the stage-1 weights (then shipped under "
+        "`deepcolor/weights/unet`), with the semantic loss of `deepcolor.semantic.semantic_loss` "
+        "(EfficientNet-Lite0's KL between true and predicted colours, weight 0.005). The run "
+        "went on to step 1,249; its EMA checkpoint at step 600 had the best mean CIEDE2000 on "
+        "bsds500's 32 validation photos (at the chosen gain 1.5: 10.61; step 900: 10.79; step "
+        "1,200: 10.96; stage 1 alone: 10.97 at gain 1.0), so that checkpoint was copied to "
+        "`runs/unet_ft` and turned into `RUN/final` by resuming it with `--max_train_steps 600 "
+        "--save_dtype fp16` (no further steps)."
+    ),
 }
 
 DATA_TERMS = """\
@@ -59,6 +84,12 @@ def _stage(run: Path) -> list[str]:
     command = (
         info["command"].split(" --resume_from_checkpoint")[0].replace(" --no-cache_images", "")
     )
+    # a finalisation run may repeat --output_dir after the original command: keep the first
+    parts = command.split(" --output_dir ")
+    if len(parts) > 2:
+        command = " --output_dir ".join(parts[:2])
+    planned_match = re.search(r"--max_train_steps (\d+)", command)
+    planned = int(planned_match.group(1)) if planned_match else 0
     hardware = info.get("hardware", "")
     on_gpu = "GPU" in hardware.upper() or "NVIDIA" in hardware.upper()
     lines = ["```bash", command, "```", ""]
@@ -66,6 +97,15 @@ def _stage(run: Path) -> list[str]:
         lines += [
             "(`--max_train_steps 1000000` is a ceiling: the run was stopped at the wall-time "
             "deadline.)",
+            "",
+        ]
+    elif run.name in STAGE_NOTES:
+        lines += [STAGE_NOTES[run.name], ""]
+    elif steps < planned:
+        lines += [
+            f"(Stopped at step {steps} of the command's {planned} to fit the "
+            "session's time; the latest checkpoint was turned into `RUN/final` by resuming it with "
+            f"`--max_train_steps {steps}`.)",
             "",
         ]
     lines += [
@@ -131,6 +171,8 @@ def model_card(model: str, runs: list[Path], report_rows: list[str]) -> str:
         f"{val.get('colourfulness', '')} |",
         "",
     ]
+    if model in SHIP_SETTINGS:
+        lines += ["## Inference setting", "", SHIP_SETTINGS[model][1], ""]
     if report_rows:
         lines += ["## Evaluation (`docs/EVALUATION.md`)", "", *report_rows, ""]
     return "\n".join(lines)
@@ -193,6 +235,10 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         for name in ("config.json", "model.safetensors"):
             shutil.copy(final / name, out / name)
+        if model in SHIP_SETTINGS:
+            config = json.loads((out / "config.json").read_text())
+            config.update(SHIP_SETTINGS[model][0])
+            (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         (out / "README.md").write_text(model_card(model, stages, report_rows_for(model)))
         total += size
         print(f"{model}: {size:.1f} MiB -> {out}")

@@ -16,6 +16,10 @@ EPILOG = """examples:
 """
 
 
+#: what `colorize` uses when no --model is given (the app's default too)
+DEFAULT_MODEL = "unet"
+
+
 def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> None:
     if multiple:
         parser.add_argument(
@@ -27,7 +31,13 @@ def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> 
             help="model name (repeat for several); see `deepcolor models`",
         )
     else:
-        parser.add_argument("--model", "-m", default="gray", help="model name (default: gray)")
+        parser.add_argument(
+            "--model",
+            "-m",
+            default=DEFAULT_MODEL,
+            help=f"model name (default: {DEFAULT_MODEL}, the shipped automatic model); see "
+            "`deepcolor models`",
+        )
     parser.add_argument(
         "--weights",
         default="default",

@@ -61,6 +61,18 @@ def test_colorize_never_overwrites(tmp_path, capsys):
     assert main(["colorize", str(src), "-o", str(out), "--overwrite"]) == 0
 
 
+def test_chroma_gain_reaches_the_model(tmp_path, capsys):
+    """--chroma-gain 0 turns the shipped unet's colours off; a model without it says so."""
+    src = _write(tmp_path / "a.png", size=(64, 48), color=(40, 120, 200))
+    assert main(["colorize", str(src), "-o", str(tmp_path / "g"), "--chroma-gain", "0"]) == 0
+    rgb = np.asarray(Image.open(tmp_path / "g" / "a.png")).astype(int)
+    assert np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max() <= 2  # gray
+    code = main(
+        ["colorize", str(src), "-o", str(tmp_path / "t"), "--model", "tint", "--chroma-gain", "2"]
+    )
+    assert code == 1 and "does not take chroma_gain" in capsys.readouterr().err
+
+
 def test_glob_and_suffix(tmp_path):
     _write(tmp_path / "x" / "one.png")
     _write(tmp_path / "x" / "deep" / "two.png")
