@@ -99,6 +99,14 @@ def compare_tab(hub: ModelHub) -> None:
                     f"Not available here: {', '.join(missing)} (the Models tab says why).",
                     elem_id="compare-missing",
                 )
+            strength = gr.Slider(
+                0.0,
+                compare_ui.MAX_COLOUR_STRENGTH,
+                value=1.0,
+                step=0.25,
+                label="Colour strength (unet, densenet, mobilenet; 1 = as shipped)",
+                elem_id="compare-strength",
+            )
             run = gr.Button("Colourise", variant="primary", elem_id="compare-run")
             if examples:
                 gr.Examples(examples, inputs=image, label="Examples (Kodak, free for any use)")
@@ -130,8 +138,8 @@ def compare_tab(hub: ModelHub) -> None:
         return compare_ui.describe_input(value, hub) if value else ""
 
     @handler
-    def run_compare(value, names):
-        result = compare_ui.compare(value, names, hub)
+    def run_compare(value, names, colour_strength=1.0):
+        result = compare_ui.compare(value, names, hub, colour_strength)
         updates = []
         for i in range(len(sliders)):
             if i < len(result.outputs):
@@ -152,7 +160,7 @@ def compare_tab(hub: ModelHub) -> None:
     image.change(describe, image, info, preprocess=False, api_name="describe")
     run.click(
         run_compare,
-        [image, models],
+        [image, models, strength],
         [status, *sliders, metrics, files],
         preprocess=False,
         api_name="compare",

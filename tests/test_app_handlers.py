@@ -222,6 +222,45 @@ def pd_isna(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
+class GainTint(Colorizer):
+    """A constant orange whose strength follows ``chroma_gain`` (default 1.5, like unet)."""
+
+    name = "gaintint"
+    accepts = ("chroma_gain",)
+
+    def __init__(self) -> None:
+        super().__init__(working_size=None)
+        self.chroma_gain = 1.5
+
+    def forward(self, L, chroma_gain=None):
+        gain = self.chroma_gain if chroma_gain is None else chroma_gain
+        ab = torch.tensor([8.0, 12.0], dtype=L.dtype).view(1, 2, 1, 1) * gain
+        return ab.expand(L.shape[0], 2, *L.shape[-2:])
+
+
+def test_colour_strength_scales_models_that_take_a_gain(gray_photo):
+    gain_hub = ModelHub(
+        AppSettings(max_megapixels=1.0),
+        models={"gaintint": GainTint(), "tint": TintColorizer()},
+        include_registry=False,
+    )
+
+    def chroma(result, name):
+        out = next(o for o in result.outputs if o.name == name)
+        return float(np.hypot(*rgb2lab(out.rgb / 255.0)[..., 1:].mean(axis=(0, 1)).T))
+
+    shipped = compare_ui.compare(str(gray_photo), ["gaintint", "tint"], gain_hub)
+    double = compare_ui.compare(str(gray_photo), ["gaintint", "tint"], gain_hub, 2.0)
+    gray = compare_ui.compare(str(gray_photo), ["gaintint"], gain_hub, 0.0)
+    assert chroma(shipped, "gaintint") == pytest.approx(1.5 * np.hypot(8, 12), rel=0.1)
+    assert chroma(double, "gaintint") == pytest.approx(2 * chroma(shipped, "gaintint"), rel=0.1)
+    assert chroma(gray, "gaintint") < 1.0
+    assert chroma(double, "tint") == pytest.approx(chroma(shipped, "tint"), abs=1e-6)
+    for bad in (-1, 7, "very"):
+        with pytest.raises(InvalidCondition, match="colour strength"):
+            compare_ui.compare(str(gray_photo), ["gaintint"], gain_hub, bad)
+
+
 def test_compare_refuses_bad_inputs_with_readable_messages(hub, photo, tmp_path):
     with pytest.raises(InvalidCondition, match="at least one model"):
         compare_ui.compare(str(photo), [], hub)

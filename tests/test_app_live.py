@@ -156,6 +156,7 @@ def test_browser_compare_two_models_shows_results_and_metrics(live_app, page):
     checked = page.locator("#compare-models label:has(input:checked)").all_inner_texts()
     models = [name.strip() for name in checked]
     assert len(models) == 2, f"two models are chosen by default, got {models}"
+    assert "Colour strength" in page.locator("#compare-strength").inner_text()
     page.click("#compare-run")
     page.wait_for_selector("#compare-status >> text=2 result(s)", timeout=STEP_TIMEOUT)
     sliders = page.locator(".result-slider:visible")

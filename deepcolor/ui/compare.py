@@ -13,6 +13,8 @@ from .models import ModelHub
 
 METRIC_HEADERS = ["model", "seconds", "PSNR (dB)", "SSIM", "CIEDE2000", "colourfulness"]
 MAX_MODELS = 8  # a visitor's one click may not queue unbounded work
+#: the Compare tab's "colour strength" multiplies a model's own chroma gain (1 = as shipped)
+MAX_COLOUR_STRENGTH = 3.0
 
 
 @dataclass
@@ -53,8 +55,41 @@ def describe_input(value: Any, hub: ModelHub) -> str:
     return f"**{image.source}** - {width}x{height}, {kind}."
 
 
-def compare(value: Any, model_names: list[str] | str | None, hub: ModelHub) -> CompareResult:
-    """Colourise ``value`` with each model; metrics against the original when it was in colour."""
+def strength_conditions(model: Any, strength: float) -> dict[str, float]:
+    """``chroma_gain`` for a model that takes one: its own gain times ``strength``."""
+    if strength == 1.0 or "chroma_gain" not in getattr(model, "accepts", ()):
+        return {}
+    from ..models.unet import MAX_CHROMA_GAIN
+
+    return {
+        "chroma_gain": min(MAX_CHROMA_GAIN, float(getattr(model, "chroma_gain", 1.0)) * strength)
+    }
+
+
+def check_strength(strength: Any) -> float:
+    try:
+        value = 1.0 if strength is None else float(strength)
+    except (TypeError, ValueError):
+        raise InvalidCondition(f"colour strength must be a number, got {strength!r}") from None
+    if not 0.0 <= value <= MAX_COLOUR_STRENGTH:
+        raise InvalidCondition(
+            f"colour strength must be between 0 and {MAX_COLOUR_STRENGTH:g} (1 = as shipped)"
+        )
+    return value
+
+
+def compare(
+    value: Any,
+    model_names: list[str] | str | None,
+    hub: ModelHub,
+    colour_strength: float | None = 1.0,
+) -> CompareResult:
+    """Colourise ``value`` with each model; metrics against the original when it was in colour.
+
+    ``colour_strength`` scales the colours of models that take a ``chroma_gain`` (0 = gray,
+    1 = each model's own setting); other models are unaffected.
+    """
+    strength = check_strength(colour_strength)
     names = [model_names] if isinstance(model_names, str) else list(model_names or [])
     names = list(dict.fromkeys(n for n in names if n))  # keep order, drop duplicates
     if not names:
@@ -74,7 +109,8 @@ def compare(value: Any, model_names: list[str] | str | None, hub: ModelHub) -> C
     rows = []
     original = None
     for name in names:
-        out = hub.pipeline(name)(image)
+        pipe = hub.pipeline(name)
+        out = pipe(image, **strength_conditions(pipe.model, strength))
         if not result.gray_png:  # the input's L, as every model saw it
             result.gray_png = save_png(gray_from_l(out.L), folder, f"{stem}-gray")
         original = out.original
