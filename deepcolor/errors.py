@@ -32,3 +32,15 @@ class InvalidCondition(DeepColorError, ValueError):
 
 class DuplicateModel(DeepColorError, ValueError):
     """A second registration under a name already taken."""
+
+
+def number_in_range(value: object, what: str, low: float, high: float, hint: str = "") -> float:
+    """``value`` as a float in [low, high], or an InvalidCondition that names ``what``."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidCondition(f"{what} must be a number, got {value!r}") from None
+    if not low <= number <= high:  # also refuses NaN
+        extra = f" ({hint})" if hint else ""
+        raise InvalidCondition(f"{what} must be between {low:g} and {high:g}{extra}, got {value!r}")
+    return number

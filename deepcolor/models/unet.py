@@ -35,7 +35,7 @@ from ..convert.efficientnet_lite0 import (
     build_timm_efficientnet_lite0,
     efficientnet_lite0_pretrained,
 )
-from ..errors import InvalidCondition, ModelUnavailable
+from ..errors import ModelUnavailable, number_in_range
 from ..registry import register_colorizer
 from ..weights import shipped_weights
 from .base import Colorizer
@@ -281,15 +281,7 @@ MAX_CHROMA_GAIN = 4.0
 
 def check_chroma_gain(gain: Any) -> float:
     """A chroma multiplier in [0, ``MAX_CHROMA_GAIN``]: 0 gives gray, above 1 more vivid."""
-    try:
-        value = float(gain)
-    except (TypeError, ValueError):
-        raise InvalidCondition(f"chroma_gain must be a number, got {gain!r}") from None
-    if not 0.0 <= value <= MAX_CHROMA_GAIN:
-        raise InvalidCondition(
-            f"chroma_gain must be between 0 and {MAX_CHROMA_GAIN:g} (1 = as trained), got {gain!r}"
-        )
-    return value
+    return number_in_range(gain, "chroma_gain", 0.0, MAX_CHROMA_GAIN, "1 = as trained")
 
 
 def default_weights_for(name: str) -> str | None:

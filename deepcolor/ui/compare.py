@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import InvalidCondition
+from ..errors import InvalidCondition, number_in_range
 from .common import gray_from_l, load_input, new_folder, save_png
 from .models import ModelHub
 
@@ -67,15 +67,9 @@ def strength_conditions(model: Any, strength: float) -> dict[str, float]:
 
 
 def check_strength(strength: Any) -> float:
-    try:
-        value = 1.0 if strength is None else float(strength)
-    except (TypeError, ValueError):
-        raise InvalidCondition(f"colour strength must be a number, got {strength!r}") from None
-    if not 0.0 <= value <= MAX_COLOUR_STRENGTH:
-        raise InvalidCondition(
-            f"colour strength must be between 0 and {MAX_COLOUR_STRENGTH:g} (1 = as shipped)"
-        )
-    return value
+    if strength is None:
+        return 1.0
+    return number_in_range(strength, "colour strength", 0.0, MAX_COLOUR_STRENGTH, "1 = as shipped")
 
 
 def compare(
