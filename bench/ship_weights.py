@@ -161,7 +161,8 @@ def model_card(model: str, runs: list[Path], report_rows: list[str]) -> str:
         lines += ["", *_stage(run)]
     lines += [
         f"- parameters: {info.get('parameters'):,} (including frozen parts)",
-        "- weights: fp16 safetensors (frozen parts from the EfficientNet-Lite0 package not stored)",
+        "- weights: fp16 safetensors (frozen parts that the EfficientNet-Lite0 package provides, "
+        "where a model has them, are not stored)",
         "",
         "## Held-out validation at the end of training",
         "",
