@@ -18,6 +18,12 @@ Two variants of one class:
   three decoder blocks. (The paper injects them mid-network; in a network this small that
   path learns far more slowly, so the decoder, next to the output, takes them.)
 
+Hint spreading (compact variant by default, ``propagate_hints``): after the network, the
+difference between each hint and the network's colour there is spread to nearby pixels of
+similar lightness (:func:`deepcolor.hints.propagate_hint_residuals`, settings ``PROPAGATION``
+chosen on bsds500 validation photos), so every hint shows where it was given even where the
+small network follows it only loosely. The ``full`` variant stays the published network.
+
 Training (:meth:`training_loss`) simulates hints from the ground truth the way the paper does
 (:func:`deepcolor.hints.sample_hints_from_truth`: geometric count with p = 1/8, 1..9 px patches
 revealing their mean colour) and, half of the time each, global hints from the truth; the loss
@@ -56,12 +62,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "working_size": 256,
         "mask_center": 0.0,
         "global_branch": False,
+        "propagate_hints": False,  # the released network, exactly as published
     },
     "compact": {
         "widths": COMPACT_WIDTHS,
         "working_size": 176,
         "mask_center": 0.5,
         "global_branch": True,
+        "propagate_hints": True,
     },
 }
 SIZE_MULTIPLE = 8
@@ -123,7 +131,7 @@ class SIGGRAPH17Colorizer(Colorizer):
         mask_center: float | None = None,
         global_branch: bool | None = None,
         hint_p: float = HINT_P,
-        propagate_hints: bool = True,
+        propagate_hints: bool | None = None,
         propagation_in_loss: bool = False,
     ) -> None:
         spec = _check_variant(variant)
@@ -146,7 +154,9 @@ class SIGGRAPH17Colorizer(Colorizer):
         self.hint_p = float(hint_p)
         # The small network follows sparse hints only loosely; spreading the remaining residual
         # makes every hint count (see deepcolor.hints.propagate_hint_residuals).
-        self.propagate_hints = bool(propagate_hints)
+        self.propagate_hints = bool(
+            spec["propagate_hints"] if propagate_hints is None else propagate_hints
+        )
         self.propagation = dict(PROPAGATION)
         # Train the network for what users see: its output after the spreading, so that it
         # learns to complement the spreading rather than to repeat it.
