@@ -14,26 +14,13 @@ settings are chosen here, never on the evaluation sets:
 from __future__ import annotations
 
 import argparse
-import io
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+from heldout import bsds_validation_photos
 
 from deepcolor import ColorizationPipeline, create_colorizer
 from deepcolor.metrics import image_metrics
-
-BSDS_VAL = (
-    Path(__file__).resolve().parents[2]
-    / "shared/data/train/bsds500/data/validation-00000-of-00001.parquet"
-)
-
-
-def photos() -> list[np.ndarray]:
-    cells = pd.read_parquet(BSDS_VAL)["image"].tolist()
-    return [np.asarray(Image.open(io.BytesIO(c["bytes"])).convert("RGB")) for c in cells]
 
 
 def mean_metrics(pipe: ColorizationPipeline, images, **conditions) -> dict[str, float]:
@@ -47,7 +34,7 @@ def main() -> None:
     parser.add_argument("--gains", default="1,1.5,2,2.5,3,3.5,4")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    images = photos()
+    images = bsds_validation_photos()
     tint = mean_metrics(ColorizationPipeline(create_colorizer("tint"), device="cpu"), images)
     pipe = ColorizationPipeline(create_colorizer("unet", weights=args.weights), device="cpu")
     rows = []

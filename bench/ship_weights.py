@@ -92,7 +92,14 @@ def _stage(run: Path) -> list[str]:
     planned = int(planned_match.group(1)) if planned_match else 0
     hardware = info.get("hardware", "")
     on_gpu = "GPU" in hardware.upper() or "NVIDIA" in hardware.upper()
-    lines = ["```bash", command, "```", ""]
+    lines = []
+    if on_gpu:
+        lines += [
+            "One prepared GPU session (`bench/gpu_train.sh 320 OUT`, issue 9) trained every "
+            "model at once on a single GPU for a fixed wall time, then turned each run's "
+            "latest checkpoint into `RUN/final` (no further steps). The command of this run:",
+        ]
+    lines += ["", "```bash", command, "```", ""]
     if "1000000" in command:
         lines += [
             "(`--max_train_steps 1000000` is a ceiling: the run was stopped at the wall-time "
@@ -152,13 +159,7 @@ def model_card(model: str, runs: list[Path], report_rows: list[str]) -> str:
                 "",
                 f"### Stage {i} of {len(runs)}" + (" (fine-tunes stage 1)" if i > 1 else ""),
             ]
-        if "NVIDIA" in json.loads((run / "config.json").read_text())["run"].get("hardware", ""):
-            lines += [
-                "One prepared GPU session (`bench/gpu_train.sh 320 OUT`, issue 9) trained every "
-                "model at once on a single GPU for a fixed wall time, then turned each run's "
-                "latest checkpoint into `RUN/final` (no further steps). The command of this run:",
-            ]
-        lines += ["", *_stage(run)]
+        lines += _stage(run)
     lines += [
         f"- parameters: {info.get('parameters'):,} (including frozen parts)",
         "- weights: fp16 safetensors (frozen parts that the EfficientNet-Lite0 package provides, "

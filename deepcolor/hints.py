@@ -132,12 +132,10 @@ def propagate_hint_residuals(
     hint_ab: torch.Tensor,
     mask: torch.Tensor,
     *,
-    sigma_xy: float = 0.25,
-    sigma_l: float = 10.0,
-    floor: float = 0.05,
-    smooth_l: int = 0,
-    sigma_ab: float | None = None,
-    sigma_near: float = 0.03,
+    sigma_xy: float = 0.5,
+    sigma_l: float = 5.0,
+    floor: float = 0.01,
+    sigma_near: float = 0.06,
     near_weight: float = 100.0,
 ) -> torch.Tensor:
     """Spread the disagreement between hints and a prediction over the image.
@@ -149,9 +147,9 @@ def propagate_hint_residuals(
     al. 2004, but one closed-form step). ``floor`` is the weight of "no correction": far from
     every hint the prediction is kept. A second, narrow Gaussian (``sigma_near``, weighted
     ``near_weight``) makes each hint win in its own neighbourhood, so a user's colour is honoured
-    where it was given even when broad weights overlap. ``smooth_l`` (pixels) box-blurs L before the lightness
-    comparison, so that texture does not cut a surface into pieces. Differentiable; images
-    without hints are unchanged.
+    where it was given even when broad weights overlap. The defaults were chosen on bsds500's
+    validation photos (``bench/tune_hint_propagation.py``). Differentiable; images without hints
+    are unchanged.
     """
     b, _, h, w = L.shape
     out = []
@@ -164,25 +162,14 @@ def propagate_hint_residuals(
         if not bool(known.any()):
             out.append(ab[i])
             continue
-        lum = L[i : i + 1].float()
-        if smooth_l > 0:
-            k = 2 * int(smooth_l) + 1
-            lum = torch.nn.functional.avg_pool2d(
-                torch.nn.functional.pad(lum, (smooth_l,) * 4, mode="replicate"), k, stride=1
-            )
-        lum = lum.reshape(-1)
+        lum = L[i, 0].reshape(-1).float()
         residual = (hint_ab[i].reshape(2, -1) - ab[i].reshape(2, -1)).float()[:, known]  # (2, K)
         d_xy = (grid[:, :, None] - grid[:, None, known]).pow(2).sum(dim=0)  # (HW, K)
         d_l = (lum[:, None] - lum[None, known]).pow(2)
-        exponent = -d_l / (2 * sigma_l**2)
-        if sigma_ab:  # the prediction's own colours: pixels it colours alike are alike
-            pred = ab[i].detach().reshape(2, -1).float()
-            d_ab = (pred[:, :, None] - pred[:, None, known]).pow(2).sum(dim=0)
-            exponent = exponent - d_ab / (2 * sigma_ab**2)
         spatial = torch.exp(-d_xy / (2 * sigma_xy**2))
         if near_weight > 0:
             spatial = spatial + near_weight * torch.exp(-d_xy / (2 * sigma_near**2))
-        weight = torch.exp(exponent) * spatial
+        weight = torch.exp(-d_l / (2 * sigma_l**2)) * spatial
         # each hint patch counts once however many pixels it covers: normalise by pixel count
         weight = weight / known.sum().clamp(min=1) * 25.0
         correction = (weight @ residual.T) / (weight.sum(dim=1, keepdim=True) + floor)

@@ -20,7 +20,7 @@ Two variants of one class:
 
 Hint spreading (compact variant by default, ``propagate_hints``): after the network, the
 difference between each hint and the network's colour there is spread to nearby pixels of
-similar lightness (:func:`deepcolor.hints.propagate_hint_residuals`, settings ``PROPAGATION``
+similar lightness (:func:`deepcolor.hints.propagate_hint_residuals`, whose defaults were
 chosen on bsds500 validation photos), so every hint shows where it was given even where the
 small network follows it only loosely. The ``full`` variant stays the published network.
 
@@ -79,15 +79,6 @@ HINT_PATCH_SIZES = tuple(range(1, 10))
 GLOBAL_HINT_RATE = 0.5  # each global hint is given to half the training images
 #: smooth-L1 switches from quadratic to linear at 1 ab unit (as colorization-pytorch's Huber)
 HUBER_BETA = 1.0 / AB_SCALE
-#: edge-aware spreading of what the network leaves unexplained at the hints (inference only);
-#: tuned on bsds500's validation photos by bench/tune_hint_propagation.py
-PROPAGATION = {
-    "sigma_xy": 0.5,
-    "sigma_l": 5.0,
-    "floor": 0.01,
-    "sigma_near": 0.06,
-    "near_weight": 100.0,
-}
 
 
 def _check_variant(variant: str) -> dict[str, Any]:
@@ -157,7 +148,8 @@ class SIGGRAPH17Colorizer(Colorizer):
         self.propagate_hints = bool(
             spec["propagate_hints"] if propagate_hints is None else propagate_hints
         )
-        self.propagation = dict(PROPAGATION)
+        # settings passed to propagate_hint_residuals (empty: its tuned defaults)
+        self.propagation: dict[str, float] = {}
         # Train the network for what users see: its output after the spreading, so that it
         # learns to complement the spreading rather than to repeat it.
         self.propagation_in_loss = bool(propagation_in_loss)

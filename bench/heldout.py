@@ -1,0 +1,28 @@
+"""The held-out photos that bench scripts choose settings on: bsds500's validation split.
+
+32 photos of ``../shared/data/train/bsds500`` (no CBSD68 photo among them), never an evaluation
+set, so that settings chosen here can be reported on Kodak24, McMaster18 and CBSD68 honestly.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+BSDS_VAL = (
+    Path(__file__).resolve().parents[2]
+    / "shared/data/train/bsds500/data/validation-00000-of-00001.parquet"
+)
+
+
+def bsds_validation_photos(limit: int | None = None) -> list[np.ndarray]:
+    """The first ``limit`` (default: all 32) validation photos as ``(H, W, 3)`` uint8 arrays."""
+    out = []
+    for cell in pd.read_parquet(BSDS_VAL)["image"].tolist()[:limit]:
+        with Image.open(io.BytesIO(cell["bytes"])) as im:
+            out.append(np.asarray(im.convert("RGB")))
+    return out
