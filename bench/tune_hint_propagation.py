@@ -14,6 +14,14 @@ network only 8.85 (it ignores hints); sigma_xy 0.1/0.25/0.5/1.0 with sigma_l 5 a
 blurring L and the network's own ab as a further affinity changed little (the last two options
 were removed); a Levin-style graph diffusion instead of the Gaussian weights: 5.31 at
 best; the narrow "own neighbourhood" term (sigma_near 0.06, near_weight 100): 4.87, the default.
+
+Tried later and not kept (same 12 photos unless said): geodesic distances over the L image
+(edge cost = step + gamma |dL| / 100) instead of straight-line ones: gamma 0/0.2/1/3/10 gave
+4.73/4.73/5.04/5.99/7.01, so edges in L do not help; one mean lightness and residual per hint
+patch instead of per pixel: 4.72 here but worse on Kodak24 (10 hints 7.32 against 7.15), so the
+bsds gain was noise; the network's decoder features (conv7-conv10, centred cosine, temperature
+0.3-1) as a further affinity: 4.83-5.05; a chroma gain on the network's output before
+spreading (all 32 photos, mean over 5/10/20 hints): 5.80 at gain 1.0, 5.92 at 1.3, 6.05 at 1.6.
 """
 
 from __future__ import annotations
