@@ -3,6 +3,8 @@
     .venv/bin/python bench/ship_weights.py runs/gpu            # every run folder found there
     .venv/bin/python bench/ship_weights.py runs/gpu --finetune unet runs/unet_sem  # + a fine-tune
 
+``--finetune`` may be repeated for one model: the stages then fine-tune each other in order.
+
 Each shipped folder holds ``config.json`` and ``model.safetensors`` exactly as ``train/`` saved
 them (``--save_dtype fp16``; frozen parts an installed package provides are left out) and a
 ``README.md`` model card: data and its terms, the command, steps, wall time, hardware, and the
@@ -157,7 +159,7 @@ def model_card(model: str, runs: list[Path], report_rows: list[str]) -> str:
         if len(runs) > 1:
             lines += [
                 "",
-                f"### Stage {i} of {len(runs)}" + (" (fine-tunes stage 1)" if i > 1 else ""),
+                f"### Stage {i} of {len(runs)}" + (f" (fine-tunes stage {i - 1})" if i > 1 else ""),
             ]
         lines += _stage(run)
     lines += [
@@ -212,15 +214,15 @@ def main() -> None:
         action="append",
         default=[],
         metavar=("MODEL", "RUN"),
-        help="MODEL's weights come from RUN, a fine-tune of the run in RUNS (repeatable)",
+        help="MODEL's weights come from RUN, a fine-tune of the run before it (repeatable, in order)",
     )
     args = parser.parse_args()
-    finetunes = {model: Path(run) for model, run in args.finetune}
+    finetunes: dict[str, list[Path]] = {}
+    for model, run in args.finetune:
+        finetunes.setdefault(model, []).append(Path(run))
     total = 0.0
     for model, run_name in RUNS.items():
-        stages = [args.runs / run_name]
-        if model in finetunes:
-            stages.append(finetunes[model])
+        stages = [args.runs / run_name, *finetunes.get(model, [])]
         run = stages[-1]
         final = run / "final"
         if not (final / "model.safetensors").is_file():

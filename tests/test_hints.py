@@ -10,9 +10,9 @@ from deepcolor.hints import (
     PointHint,
     as_point_hints,
     encode_point_hints,
-    propagate_hint_residuals,
     sample_hints_from_truth,
     saturation_hint,
+    spread_hint_colours,
 )
 
 
@@ -133,7 +133,7 @@ def test_saturation_hint_is_mean_chroma_over_110():
     assert PointHint(0.5, 0.5, 1.0, 2.0).size == 3
 
 
-# --- spreading hint residuals -------------------------------------------------------------------
+# --- spreading hint colours ---------------------------------------------------------------------
 
 
 def two_region_image() -> torch.Tensor:
@@ -147,16 +147,29 @@ def test_propagation_follows_lightness_and_fades_with_distance():
     L = two_region_image()
     ab = torch.zeros(1, 2, 20, 40)
     hint_ab, mask = encode_point_hints([PointHint(x=0.1, y=0.5, a=40.0, b=-20.0, size=3)], 20, 40)
-    out = propagate_hint_residuals(L, ab, hint_ab, mask, sigma_xy=0.5, sigma_l=5.0, floor=0.01)
+    out = spread_hint_colours(L, ab, hint_ab, mask, sigma_xy=0.5, sigma_l=5.0, floor=0.01)
     # at the hint: (nearly) its colour; on the dark half: most of it; across the edge: nothing
     assert torch.allclose(out[0, :, 10, 4], torch.tensor([40.0, -20.0]), atol=1.0)
     assert out[0, 0, 10, 18] > 30.0
     assert out[0, :, :, 21:].abs().max() < 1.0
     # a large floor keeps far pixels at the prediction
-    near_only = propagate_hint_residuals(
-        L, ab, hint_ab, mask, sigma_xy=0.05, sigma_l=5.0, floor=1.0
-    )
+    near_only = spread_hint_colours(L, ab, hint_ab, mask, sigma_xy=0.05, sigma_l=5.0, floor=1.0)
     assert near_only[0, 0, 10, 18].abs() < 1.0 < near_only[0, 0, 10, 4]
+
+
+def test_spreading_carries_the_hint_colour_not_its_difference_to_the_prediction():
+    """Where the prediction varies inside a region, the region takes the hint's colour: a
+    residual would have copied the prediction's variation (hint + (ab - ab at the hint))."""
+    L = two_region_image()
+    ab = torch.zeros(1, 2, 20, 40)
+    ab[:, 0] = torch.linspace(-20.0, 20.0, 40)  # a left-to-right ramp in a
+    hint_ab, mask = encode_point_hints([PointHint(x=0.1, y=0.5, a=40.0, b=-20.0, size=3)], 20, 40)
+    out = spread_hint_colours(L, ab, hint_ab, mask, sigma_xy=0.5, sigma_l=5.0, floor=0.01)
+    dark = out[0, :, :, :20]
+    assert torch.allclose(dark[0], torch.full_like(dark[0], 40.0), atol=2.0)
+    assert torch.allclose(dark[1], torch.full_like(dark[1], -20.0), atol=2.0)
+    # the light half, unreached, keeps its prediction
+    assert torch.allclose(out[0, 0, :, 21:], ab[0, 0, :, 21:], atol=1.0)
 
 
 def test_propagation_without_hints_is_the_identity_and_is_differentiable():
@@ -165,7 +178,7 @@ def test_propagation_without_hints_is_the_identity_and_is_differentiable():
     hint_ab, mask = encode_point_hints([PointHint(x=0.9, y=0.2, a=-30.0, b=10.0)], 20, 40)
     no_hints = torch.zeros(1, 1, 20, 40)
     mask2 = torch.cat((mask, no_hints))
-    out = propagate_hint_residuals(L.repeat(2, 1, 1, 1), ab, hint_ab.repeat(2, 1, 1, 1), mask2)
+    out = spread_hint_colours(L.repeat(2, 1, 1, 1), ab, hint_ab.repeat(2, 1, 1, 1), mask2)
     assert torch.equal(out[1], ab[1])
     out.sum().backward()
     assert ab.grad is not None and torch.isfinite(ab.grad).all()

@@ -18,9 +18,9 @@ Two variants of one class:
   three decoder blocks. (The paper injects them mid-network; in a network this small that
   path learns far more slowly, so the decoder, next to the output, takes them.)
 
-Hint spreading (compact variant by default, ``propagate_hints``): after the network, the
-difference between each hint and the network's colour there is spread to nearby pixels of
-similar lightness (:func:`deepcolor.hints.propagate_hint_residuals`, whose defaults were
+Hint spreading (compact variant by default, ``propagate_hints``): after the network, each
+hint's colour is spread to nearby pixels of similar lightness, and the network's colours fill
+in where no hint reaches (:func:`deepcolor.hints.spread_hint_colours`, whose defaults were
 chosen on bsds500 validation photos), so every hint shows where it was given even where the
 small network follows it only loosely. The ``full`` variant stays the published network.
 
@@ -41,7 +41,7 @@ from torch import nn
 
 from ..color import AB_SCALE, NUM_AB_BINS, ab_histogram, normalize_ab, normalize_l
 from ..errors import InvalidCondition
-from ..hints import propagate_hint_residuals, sample_hints_from_truth, saturation_hint
+from ..hints import sample_hints_from_truth, saturation_hint, spread_hint_colours
 from ..registry import register_colorizer
 from ..weights import shipped_weights
 from .base import Colorizer
@@ -143,12 +143,12 @@ class SIGGRAPH17Colorizer(Colorizer):
         self.variant = variant
         # success probability of the geometric number of simulated training hints (mean (1-p)/p)
         self.hint_p = float(hint_p)
-        # The small network follows sparse hints only loosely; spreading the remaining residual
-        # makes every hint count (see deepcolor.hints.propagate_hint_residuals).
+        # The small network follows sparse hints only loosely; spreading the hint colours
+        # makes every hint count (see deepcolor.hints.spread_hint_colours).
         self.propagate_hints = bool(
             spec["propagate_hints"] if propagate_hints is None else propagate_hints
         )
-        # settings passed to propagate_hint_residuals (empty: its tuned defaults)
+        # settings passed to spread_hint_colours (empty: its tuned defaults)
         self.propagation: dict[str, float] = {}
         # Train the network for what users see: its output after the spreading, so that it
         # learns to complement the spreading rather than to repeat it.
@@ -351,7 +351,7 @@ class SIGGRAPH17Colorizer(Colorizer):
         hint_ab, mask = self._local_hints(hints, L)
         ab = self._network(L, hint_ab, mask, self._global_features(global_hints, L))
         if self.propagate_hints and hints is not None:
-            ab = propagate_hint_residuals(L, ab, hint_ab, mask, **self.propagation)
+            ab = spread_hint_colours(L, ab, hint_ab, mask, **self.propagation)
         return ab
 
     # --- training ---------------------------------------------------------------------------
@@ -378,9 +378,7 @@ class SIGGRAPH17Colorizer(Colorizer):
             )
         pred = self._network(L, hint_ab.to(L.dtype), mask.to(L.dtype), global_features)
         if self.propagation_in_loss and self.propagate_hints:
-            pred = propagate_hint_residuals(
-                L, pred, hint_ab.to(pred.dtype), mask, **self.propagation
-            )
+            pred = spread_hint_colours(L, pred, hint_ab.to(pred.dtype), mask, **self.propagation)
         error = F.smooth_l1_loss(  # in float32 whatever the model's precision
             normalize_ab(pred.float()), normalize_ab(ab.float()), beta=HUBER_BETA, reduction="none"
         ).sum(dim=1)  # summed over a and b, as colorization-pytorch does
