@@ -126,6 +126,10 @@ def saturation_hint(ab: torch.Tensor) -> torch.Tensor:
     return (chroma.flatten(1).mean(dim=1, keepdim=True) / 110.0).clamp(0, 1)
 
 
+#: pixel-hint pairs weighed at once by :func:`spread_hint_colours` (bounds its memory, ~16 MB)
+MAX_SPREAD_PAIRS = 1 << 22
+
+
 def spread_hint_colours(
     L: torch.Tensor,
     ab: torch.Tensor,
@@ -160,22 +164,29 @@ def spread_hint_colours(
     grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=0).reshape(2, -1)  # (2, HW)
     for i in range(b):
         known = mask[i, 0].reshape(-1) > 0.5
-        if not bool(known.any()):
+        count = int(known.sum())
+        if count == 0:
             out.append(ab[i])
             continue
         lum = L[i, 0].reshape(-1).float()
-        colours = hint_ab[i].reshape(2, -1).float()[:, known]  # (2, K)
-        d_xy = (grid[:, :, None] - grid[:, None, known]).pow(2).sum(dim=0)  # (HW, K)
-        d_l = (lum[:, None] - lum[None, known]).pow(2)
-        spatial = torch.exp(-d_xy / (2 * sigma_xy**2))
-        if near_weight > 0:
-            spatial = spatial + near_weight * torch.exp(-d_xy / (2 * sigma_near**2))
-        weight = torch.exp(-d_l / (2 * sigma_l**2)) * spatial
-        # each hint patch counts once however many pixels it covers: normalise by pixel count
-        weight = weight / known.sum().clamp(min=1) * 25.0
-        predicted = ab[i].reshape(2, -1).float()
-        blended = (weight @ colours.T + floor * predicted.T) / (
-            weight.sum(dim=1, keepdim=True) + floor
-        )
-        out.append(blended.T.reshape(2, h, w).to(ab.dtype))
+        hint_xy, hint_l = grid[:, known], lum[known]
+        colours = hint_ab[i].reshape(2, -1).float()[:, known].T  # (K, 2)
+        predicted = ab[i].reshape(2, -1).float().T  # (HW, 2)
+        # pixels x hinted pixels in chunks: large hint patches would otherwise need gigabytes
+        chunk = max(1, MAX_SPREAD_PAIRS // count)
+        pieces = []
+        for start in range(0, h * w, chunk):
+            rows = slice(start, start + chunk)
+            d_xy = (grid[:, rows, None] - hint_xy[:, None, :]).pow(2).sum(dim=0)  # (n, K)
+            d_l = (lum[rows, None] - hint_l[None, :]).pow(2)
+            spatial = torch.exp(-d_xy / (2 * sigma_xy**2))
+            if near_weight > 0:
+                spatial = spatial + near_weight * torch.exp(-d_xy / (2 * sigma_near**2))
+            # each hint patch counts once however many pixels it covers: normalise by pixel count
+            weight = torch.exp(-d_l / (2 * sigma_l**2)) * spatial * (25.0 / count)
+            pieces.append(
+                (weight @ colours + floor * predicted[rows])
+                / (weight.sum(dim=1, keepdim=True) + floor)
+            )
+        out.append(torch.cat(pieces).T.reshape(2, h, w).to(ab.dtype))
     return torch.stack(out)

@@ -182,3 +182,20 @@ def test_propagation_without_hints_is_the_identity_and_is_differentiable():
     assert torch.equal(out[1], ab[1])
     out.sum().backward()
     assert ab.grad is not None and torch.isfinite(ab.grad).all()
+
+
+def test_spreading_in_chunks_gives_the_same_colours(monkeypatch):
+    """Memory is bounded by weighing pixels in chunks; the chunk size must not change the result."""
+    import deepcolor.hints as hints_module
+
+    torch.manual_seed(0)
+    L = torch.rand(2, 1, 30, 44) * 100
+    ab = torch.randn(2, 2, 30, 44) * 20
+    given = [PointHint(x=0.2, y=0.3, a=30.0, b=-10.0, size=5), PointHint(0.8, 0.7, -20.0, 40.0, 7)]
+    hint_ab, mask = encode_point_hints(given, 30, 44)
+    hint_ab, mask = hint_ab.repeat(2, 1, 1, 1), mask.repeat(2, 1, 1, 1)
+    whole = spread_hint_colours(L, ab, hint_ab, mask)
+    monkeypatch.setattr(hints_module, "MAX_SPREAD_PAIRS", 500)  # 74 hinted px: 6-pixel chunks
+    chunked = spread_hint_colours(L, ab, hint_ab, mask)
+    assert torch.allclose(whole, chunked, atol=1e-4)
+    assert not torch.allclose(whole, ab, atol=1.0)  # the hints did change the colours

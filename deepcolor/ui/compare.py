@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InvalidCondition, number_in_range
+from ..models.unet import MAX_CHROMA_GAIN
 from .common import gray_from_l, load_input, new_folder, save_png
 from .models import ModelHub
 
@@ -59,8 +60,6 @@ def strength_conditions(model: Any, strength: float) -> dict[str, float]:
     """``chroma_gain`` for a model that takes one: its own gain times ``strength``."""
     if strength == 1.0 or "chroma_gain" not in getattr(model, "accepts", ()):
         return {}
-    from ..models.unet import MAX_CHROMA_GAIN
-
     return {
         "chroma_gain": min(MAX_CHROMA_GAIN, float(getattr(model, "chroma_gain", 1.0)) * strength)
     }
