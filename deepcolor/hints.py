@@ -141,6 +141,7 @@ def spread_hint_colours(
     floor: float = 0.01,
     sigma_near: float = 0.06,
     near_weight: float = 100.0,
+    chroma_follows_lightness: bool = True,
 ) -> torch.Tensor:
     """Spread the hinted colours over the image; the prediction fills in where no hint reaches.
 
@@ -155,6 +156,12 @@ def spread_hint_colours(
     differences to the prediction: on bsds500's validation photos that was 4 % better (mean
     CIEDE2000 over 5/10/20 hints 5.57 against 5.80). The defaults were chosen there too
     (``bench/tune_hint_propagation.py``). Differentiable; images without hints are unchanged.
+
+    With ``chroma_follows_lightness``, what spreads is ab / L (hue and relative chroma) and each
+    pixel multiplies it by its own L: a hint given on a lit part of a surface colours its
+    shaded part with the same hue but less chroma, as a darker shade of one colour has in
+    CIELAB. On bsds500 validation that gave 5.47 against 5.57 (ab / (L + 16), the exact law for
+    dimmed light, gave 5.52).
     """
     b, _, h, w = L.shape
     out = []
@@ -172,6 +179,13 @@ def spread_hint_colours(
         hint_xy, hint_l = grid[:, known], lum[known]
         colours = hint_ab[i].reshape(2, -1).float()[:, known].T  # (K, 2)
         predicted = ab[i].reshape(2, -1).float().T  # (HW, 2)
+        # ab per unit of lightness is what spreads; 1 keeps black pixels finite
+        shade = (
+            lum.clamp(min=1.0)[:, None]
+            if chroma_follows_lightness
+            else torch.ones_like(lum)[:, None]
+        )
+        colours, predicted = colours / shade[known], predicted / shade
         # pixels x hinted pixels in chunks: large hint patches would otherwise need gigabytes
         chunk = max(1, MAX_SPREAD_PAIRS // count)
         pieces = []
@@ -185,7 +199,8 @@ def spread_hint_colours(
             # each hint patch counts once however many pixels it covers: normalise by pixel count
             weight = torch.exp(-d_l / (2 * sigma_l**2)) * spatial * (25.0 / count)
             pieces.append(
-                (weight @ colours + floor * predicted[rows])
+                shade[rows]
+                * (weight @ colours + floor * predicted[rows])
                 / (weight.sum(dim=1, keepdim=True) + floor)
             )
         out.append(torch.cat(pieces).T.reshape(2, h, w).to(ab.dtype))

@@ -172,6 +172,23 @@ def test_spreading_carries_the_hint_colour_not_its_difference_to_the_prediction(
     assert torch.allclose(out[0, 0, :, 21:], ab[0, 0, :, 21:], atol=1.0)
 
 
+def test_a_shaded_part_keeps_the_hue_with_chroma_scaled_by_lightness():
+    """ab / L spreads: where a surface is darker than at the hint, its colour is a darker shade
+    of the hint's (same hue, chroma in proportion to L); switched off, ab itself spreads."""
+    L = torch.full((1, 1, 20, 40), 60.0)
+    L[..., 20:] = 57.0  # the same surface, a little shaded (within sigma_l of the hint)
+    ab = torch.zeros(1, 2, 20, 40)
+    hint_ab, mask = encode_point_hints([PointHint(x=0.1, y=0.5, a=40.0, b=-20.0, size=3)], 20, 40)
+    out = spread_hint_colours(L, ab, hint_ab, mask)
+    shaded = out[0, :, 10, 30]
+    assert torch.allclose(out[0, :, 10, 4], torch.tensor([40.0, -20.0]), atol=0.5)
+    assert torch.allclose(shaded[0] / shaded[1], torch.tensor(-2.0), atol=0.01)  # same hue
+    assert torch.allclose(shaded, torch.tensor([40.0, -20.0]) * 57.0 / 60.0, atol=1.0)
+    plain = spread_hint_colours(L, ab, hint_ab, mask, chroma_follows_lightness=False)
+    assert torch.allclose(plain[0, :, 10, 30], torch.tensor([40.0, -20.0]), atol=1.0)
+    assert shaded.norm() < plain[0, :, 10, 30].norm() - 1.0
+
+
 def test_propagation_without_hints_is_the_identity_and_is_differentiable():
     L = two_region_image()
     ab = (torch.randn(2, 2, 20, 40) * 10).requires_grad_(True)
