@@ -41,7 +41,10 @@ Also tried in the same session (plain ab): filling in with zeros instead of the 
 and with the ground truth (an oracle) 5.44, so the filling-in matters little; a hint-only
 fallback before the network 5.56; sigma_xy growing as hints get fewer
 (0.5 (10 / n)^0.25 / ^0.5) 5.56 / 5.55. Shipped: ab / L (``chroma_follows_lightness``),
-5.47 against 5.57 (10 hints 5.42 against 5.50), chosen before Kodak24 was measured.
+5.47 against 5.57 (10 hints 5.42 against 5.50), chosen before Kodak24 was measured. A hint on
+a near-black pixel was then multiplied many times over on lighter pixels, so the chroma is
+capped at the most chromatic hint's (or the pixel's own prediction): 5.47 still (a lower bound
+on L in the division instead: 10 -> 5.52, 20 -> 5.55).
 """
 
 from __future__ import annotations

@@ -161,7 +161,8 @@ def spread_hint_colours(
     pixel multiplies it by its own L: a hint given on a lit part of a surface colours its
     shaded part with the same hue but less chroma, as a darker shade of one colour has in
     CIELAB. On bsds500 validation that gave 5.47 against 5.57 (ab / (L + 16), the exact law for
-    dimmed light, gave 5.52).
+    dimmed light, gave 5.52). No pixel gets more chroma than the most chromatic hint or its own
+    prediction, so a hint placed on a near-black pixel is not amplified on lighter ones.
     """
     b, _, h, w = L.shape
     out = []
@@ -185,6 +186,9 @@ def spread_hint_colours(
             if chroma_follows_lightness
             else torch.ones_like(lum)[:, None]
         )
+        # ...but never more chroma than the user gave or the network predicted: a hint on a
+        # near-black pixel would otherwise be multiplied many times over on lighter ones
+        limit = torch.maximum(predicted.norm(dim=1, keepdim=True), colours.norm(dim=1).max())
         colours, predicted = colours / shade[known], predicted / shade
         # pixels x hinted pixels in chunks: large hint patches would otherwise need gigabytes
         chunk = max(1, MAX_SPREAD_PAIRS // count)
@@ -198,10 +202,12 @@ def spread_hint_colours(
                 spatial = spatial + near_weight * torch.exp(-d_xy / (2 * sigma_near**2))
             # each hint patch counts once however many pixels it covers: normalise by pixel count
             weight = torch.exp(-d_l / (2 * sigma_l**2)) * spatial * (25.0 / count)
-            pieces.append(
+            spread = (
                 shade[rows]
                 * (weight @ colours + floor * predicted[rows])
                 / (weight.sum(dim=1, keepdim=True) + floor)
             )
+            chroma = spread.norm(dim=1, keepdim=True).clamp(min=1e-6)
+            pieces.append(spread * (limit[rows] / chroma).clamp(max=1.0))
         out.append(torch.cat(pieces).T.reshape(2, h, w).to(ab.dtype))
     return torch.stack(out)

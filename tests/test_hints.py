@@ -189,6 +189,19 @@ def test_a_shaded_part_keeps_the_hue_with_chroma_scaled_by_lightness():
     assert shaded.norm() < plain[0, :, 10, 30].norm() - 1.0
 
 
+def test_a_hint_on_a_near_black_pixel_is_not_amplified_on_lighter_ones():
+    """ab / L of a hint at L 2 would be multiplied by 4 at L 8; chroma stays within the hint's."""
+    L = torch.full((1, 1, 20, 40), 2.0)
+    L[..., 20:] = 8.0
+    ab = torch.zeros(1, 2, 20, 40)
+    hint_ab, mask = encode_point_hints([PointHint(x=0.1, y=0.5, a=30.0, b=30.0, size=3)], 20, 40)
+    out = spread_hint_colours(L, ab, hint_ab, mask)
+    lighter = out[0, :, 10, 30]
+    assert lighter.norm() <= torch.tensor([30.0, 30.0]).norm() + 1e-3
+    assert torch.allclose(lighter[0], lighter[1])  # still the hint's hue
+    assert lighter.norm() > 20.0  # and still coloured by it
+
+
 def test_propagation_without_hints_is_the_identity_and_is_differentiable():
     L = two_region_image()
     ab = (torch.randn(2, 2, 20, 40) * 10).requires_grad_(True)
