@@ -149,7 +149,7 @@ class SIGGRAPH17Colorizer(Colorizer):
             spec["propagate_hints"] if propagate_hints is None else propagate_hints
         )
         # settings passed to spread_hint_colours (empty: its tuned defaults)
-        self.propagation: dict[str, float] = {}
+        self.propagation: dict[str, float | bool] = {}
         # Train the network for what users see: its output after the spreading, so that it
         # learns to complement the spreading rather than to repeat it.
         self.propagation_in_loss = bool(propagation_in_loss)
