@@ -1,6 +1,6 @@
 """Regenerate docs/EVALUATION.md: every shipped model and the baselines, measured the same way.
 
-    .venv/bin/python bench/evaluation_report.py            # full report (about 30 min on 2 cores)
+    .venv/bin/python bench/evaluation_report.py            # full report (about 40 min on 2 cores)
     .venv/bin/python bench/evaluation_report.py --limit 4  # a quick look (4 photos a set)
 
 Protocol: ``../shared/data/README.md`` (deepcolor.metrics). Writes per-image CSVs under
