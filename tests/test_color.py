@@ -115,8 +115,9 @@ def test_quantisation_and_soft_encoding():
 
 
 def test_annealed_mean_limits():
-    logits = torch.randn(1, 313, 2, 2, generator=torch.Generator().manual_seed(0))
-    # A clear winner per pixel: with two near-equal top logits, T=1e-3 is not yet the mode.
+    logits = torch.randn(1, 313, 2, 2)
+    # A clear winner per pixel, whatever the draw: with two near-equal top logits, T=1e-3 is
+    # not yet the mode.
     logits.scatter_add_(1, logits.argmax(dim=1, keepdim=True), torch.ones(1, 1, 2, 2))
     centers = color.ab_bin_centers()
     mode = centers[logits.argmax(dim=1)].permute(0, 3, 1, 2)
