@@ -2,11 +2,13 @@
 GPU in float32 / float16 / bfloat16, compared with the CPU result, and timed at 1024x768.
 
     python bench/gpu_check.py            # prints one line per model and dtype
+    python bench/gpu_check.py unet       # only the named models
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,15 +20,15 @@ from deepcolor import ColorizationPipeline, create_colorizer, list_colorizers  #
 from deepcolor.errors import DeepColorError  # noqa: E402
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this check is for the GPU machine")
     print("device:", torch.cuda.get_device_name(0), "torch", torch.__version__)
     rng = np.random.default_rng(0)
     photo = (rng.random((768, 1024, 3)) * 255).astype(np.uint8)
     for info in list_colorizers():
-        if info.name == "controlnet":
-            continue  # needs diffusion weights; checked by its own script
+        if info.name == "controlnet" or (names and info.name not in names):
+            continue  # controlnet needs diffusion weights; checked by its own script
         try:
             model = create_colorizer(info.name, weights=None)
         except (DeepColorError, Exception) as exc:  # noqa: BLE001 - report every failure
@@ -54,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

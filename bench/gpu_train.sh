@@ -4,9 +4,14 @@
 # time, and hand back fp16 save_pretrained folders.
 #
 #   bash bench/gpu_train.sh SECONDS_OF_TRAINING OUTDIR
+#   RUNS="unet_g2 unet_g2_cls" DATA=.gpu/data/mix50 WORKERS=4 bash bench/gpu_train.sh 470 OUTDIR
 #
-# Expects .gpu/whl (wheels the GPU image lacks) and .gpu/data/mix (the training data, built from
-# ../shared/data/train by bench/make_gpu_data.py). Training runs with constant LR + EMA and
+# RUNS picks runs from ARGS below (default: the first session's eight); DATA the training folder
+# (default .gpu/data/mix); WORKERS the DataLoader workers per run (default 2). GPU_CHECK names
+# the models bench/gpu_check.py times (default: all). EXTRA is appended to every train command
+# (a CPU dry run: EXTRA="--train_batch_size 4 --resolution 64 --checkpointing_steps 3").
+# Expects .gpu/whl (wheels the GPU image lacks) and the training data, built from
+# ../shared/data/train by bench/make_gpu_data.py. Training runs with constant LR + EMA and
 # checkpoints every 200 steps; at the deadline each run is stopped and its latest checkpoint is
 # turned into RUN/final by resuming it with --max_train_steps equal to its step (no new steps).
 set -u
@@ -14,9 +19,10 @@ TRAIN_SECONDS=${1:-300}
 OUT_DIR=${2:-runs/gpu}
 mkdir -p "$OUT_DIR/logs"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-if [ -d .gpu/whl ]; then
+WHEELS=${WHEELS:-.gpu/whl}  # WHEELS=none where the packages are installed already
+if [ -d "$WHEELS" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .gpu/whl/*.whl || exit 1
+    --target /tmp/site "$WHEELS"/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 else
   export PYTHONPATH=$PWD
@@ -28,7 +34,11 @@ print("timm", timm.__version__, "accelerate", accelerate.__version__, "datasets"
       "hub", huggingface_hub.__version__, "skimage", skimage.__version__)
 PY
 
-COMMON=(--dataset .gpu/data/mix --mixed_precision bf16 --dataloader_num_workers 2
+RUNS=${RUNS:-unet unet_l1 densenet mobilenet fusion eccv16 siggraph17 exemplar}
+DATA=${DATA:-.gpu/data/mix}
+WORKERS=${WORKERS:-2}
+read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
+COMMON=(--dataset "$DATA" --mixed_precision bf16 --dataloader_num_workers "$WORKERS"
         --lr_scheduler constant --lr_warmup_steps 100 --ema_decay 0.999
         --max_train_steps 1000000 --checkpointing_steps 200 --checkpoints_total_limit 2
         --validation_steps 1000 --max_validation_samples 32 --save_dtype fp16 --seed 0)
@@ -42,17 +52,29 @@ ARGS[fusion]='--model fusion --resolution 128 --train_batch_size 64 --model_kwar
 ARGS[eccv16]='--model eccv16 --resolution 128 --train_batch_size 64'
 ARGS[siggraph17]='--model siggraph17 --resolution 128 --train_batch_size 64'
 ARGS[exemplar]='--model exemplar --resolution 128 --train_batch_size 64 --learning_rate 5e-4'
+# second GPU session (issue 9): the shipped unet fine-tuned longer, and unet with the 313-bin
+# classification head (annealed mean), which keeps colours that regression averages to gray
+SHIPPED_UNET='--model unet --init_weights deepcolor/weights/unet --resolution 128 --train_batch_size 64 --learning_rate 2e-4'
+ARGS[unet_g2]="$SHIPPED_UNET"' --model_kwargs {"semantic_weight":0.005,"semantic_size":112}'
+ARGS[unet_g2_sem]="$SHIPPED_UNET"' --model_kwargs {"semantic_weight":0.05,"semantic_size":112}'
+UNET_CLS='--model unet --resolution 128 --train_batch_size 64 --learning_rate 5e-4 --model_kwargs'
+ARGS[unet_g2_cls]="$UNET_CLS"' {"working_size":128,"loss":"classification","rebalance":0.5,"semantic_weight":0.01,"semantic_size":112}'
+ARGS[unet_g2_cls25]="$UNET_CLS"' {"working_size":128,"loss":"classification","rebalance":0.25,"semantic_weight":0.03,"semantic_size":112}'
 
 pids=()
-for run in "${!ARGS[@]}"; do
+for run in $RUNS; do
+  [ -n "${ARGS[$run]:-}" ] || { echo "unknown run $run (see ARGS in $0)"; exit 2; }
+done
+for run in $RUNS; do
   # shellcheck disable=SC2086
   accelerate launch --num_processes 1 --num_machines 1 --mixed_precision bf16 --dynamo_backend no \
-    -m train ${ARGS[$run]} "${COMMON[@]}" --output_dir "runs/$run" \
+    -m train ${ARGS[$run]} "${COMMON[@]}" "${EXTRA_ARGS[@]}" --output_dir "runs/$run" \
     > "$OUT_DIR/logs/$run.log" 2>&1 &
   pids+=($!)
 done
 
-( python3 bench/gpu_check.py > "$OUT_DIR/logs/gpu_check.txt" 2>&1 ) &
+# shellcheck disable=SC2086
+( python3 bench/gpu_check.py ${GPU_CHECK:-} > "$OUT_DIR/logs/gpu_check.txt" 2>&1 ) &
 check_pid=$!
 
 sleep "$TRAIN_SECONDS"
@@ -63,12 +85,12 @@ wait "$check_pid" 2>/dev/null || true
 nvidia-smi --query-gpu=name,memory.used --format=csv >> "$OUT_DIR/logs/env.txt" 2>&1
 
 # Turn each run's latest checkpoint into RUN/final (no further steps).
-for run in "${!ARGS[@]}"; do
+for run in $RUNS; do
   latest=$(ls -d runs/$run/checkpoints/checkpoint-* 2>/dev/null | sort -V | tail -n 1)
   if [ -z "$latest" ]; then echo "$run: no checkpoint" >> "$OUT_DIR/logs/summary.txt"; continue; fi
   step=${latest##*-}
   # shellcheck disable=SC2086
-  ( python3 -m train ${ARGS[$run]} "${COMMON[@]}" --output_dir "runs/$run" --no-cache_images \
+  ( python3 -m train ${ARGS[$run]} "${COMMON[@]}" "${EXTRA_ARGS[@]}" --output_dir "runs/$run" --no-cache_images \
       --resume_from_checkpoint latest --max_train_steps "$step" --validation_steps 0 \
       > "$OUT_DIR/logs/$run.final.log" 2>&1
     echo "$run: step $step, exit $?" >> "$OUT_DIR/logs/summary.txt" ) &
@@ -85,8 +107,7 @@ pack() {  # pack NAME RUN... : one tar per group (at most 8 files come back, 16 
   done
   [ ${#dirs[@]} -gt 0 ] && tar -C runs -cf "$OUT_DIR/$name.tar" "${dirs[@]}"
 }
-pack unet unet; pack unet_l1 unet_l1; pack densenet densenet; pack mobilenet mobilenet
-pack fusion fusion; pack zhang eccv16 siggraph17; pack exemplar exemplar
+for run in $RUNS; do pack "$run" "$run"; done  # one tar per run (at most 7 runs come back)
 cat "$OUT_DIR/logs/summary.txt"
 tar -C "$OUT_DIR" -czf "$OUT_DIR/logs.tgz" logs
 ls -la "$OUT_DIR"

