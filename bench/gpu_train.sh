@@ -59,6 +59,8 @@ ARGS[unet_g2]="$SHIPPED_UNET"' --model_kwargs {"semantic_weight":0.005,"semantic
 ARGS[unet_g2_sem]="$SHIPPED_UNET"' --model_kwargs {"semantic_weight":0.05,"semantic_size":112}'
 UNET_CLS='--model unet --resolution 128 --train_batch_size 64 --learning_rate 5e-4 --model_kwargs'
 ARGS[unet_g2_cls]="$UNET_CLS"' {"working_size":128,"loss":"classification","rebalance":0.5,"semantic_weight":0.01,"semantic_size":112}'
+# the same, continued from unet_g2_cls's final weights (copied to .gpu/init so that they travel)
+ARGS[unet_g2_cls_more]="$UNET_CLS"' {"working_size":128,"loss":"classification","rebalance":0.5,"semantic_weight":0.01,"semantic_size":112} --init_weights .gpu/init/unet_g2_cls'
 ARGS[unet_g2_cls25]="$UNET_CLS"' {"working_size":128,"loss":"classification","rebalance":0.25,"semantic_weight":0.03,"semantic_size":112}'
 
 pids=()
