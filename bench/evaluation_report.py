@@ -28,14 +28,25 @@ from deepcolor.errors import DeepColorError  # noqa: E402
 from deepcolor.hints import PointHint  # noqa: E402
 from deepcolor.images import load_image, to_uint8  # noqa: E402
 from deepcolor.metrics import evaluate, summarize  # noqa: E402
+from deepcolor.registry import DEFAULT_AUTOMATIC  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "eval"
 SETS = ("kodak24", "mcmaster18", "cbsd68")
-SHIPPED = ("unet", "fusion", "densenet", "mobilenet", "eccv16", "siggraph17", "exemplar")
+SHIPPED = (
+    "blend",
+    "unet",
+    "unet_bins",
+    "fusion",
+    "densenet",
+    "mobilenet",
+    "eccv16",
+    "siggraph17",
+    "exemplar",
+)
 TEMPERATURES = (0.1, 0.2, 0.38, 0.6, 1.0)
 #: shipped settings evaluated as models of their own: label -> (model, constructor kwargs)
-SETTINGS = {"unet vivid": ("unet", {"chroma_gain": 3.0})}
+SETTINGS = {"blend vivid": ("blend", {"chroma_gain": 1.25})}
 HINT_COUNTS = (0, 1, 5, 10, 50)
 HINT_PATCH = 5
 SEED = 0
@@ -193,7 +204,7 @@ FAITHFUL_BARS = (
 )
 VIVID_BARS = (("kodak24", "colourfulness", ">=", 30.0), ("kodak24", "ciede2000", "<=", 11.135))
 GRAY_SEMANTIC_TOP1 = 75.98
-FAITHFUL, VIVID = "unet", "unet vivid"
+FAITHFUL, VIVID = DEFAULT_AUTOMATIC, f"{DEFAULT_AUTOMATIC} vivid"
 
 
 def acceptance(

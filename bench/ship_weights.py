@@ -33,6 +33,7 @@ RUNS = {
     "eccv16": "eccv16",
     "siggraph17": "siggraph17",
     "exemplar": "exemplar",
+    "unet_bins": "unet_g2_cls",
 }
 
 #: inference settings written into a shipped config.json, and why (chosen on held-out photos)
@@ -59,9 +60,35 @@ STAGE_NOTES = {
     ),
 }
 
+#: the GPU session a run came from (keyed by run folder name); the default is the first one
+GPU_SESSIONS = {
+    "unet_g2_cls": (
+        "The second GPU session (one H100, issue 9) trained four `unet` runs at once for a fixed "
+        'wall time (`RUNS="unet_g2 unet_g2_sem unet_g2_cls unet_g2_cls25" DATA=.gpu/data/mix50 '
+        "WORKERS=3 bash bench/gpu_train.sh 450 OUT`, data by `bench/make_gpu_data.py "
+        ".gpu/data/mix50 --per-class 50`), then turned each run's latest checkpoint into "
+        "`RUN/final`. This is the classification run (`loss` `classification`, rebalancing 0.5, "
+        "semantic loss 0.01). The command of this run:"
+    ),
+    "unet_g2_cls_more": (
+        "A second call in the same GPU session continued that run from its final weights, alone "
+        "on the GPU (`RUNS=unet_g2_cls_more DATA=.gpu/data/mix40 WORKERS=12 bash "
+        "bench/gpu_train.sh 200 OUT`, data by `bench/make_gpu_data.py .gpu/data/mix40 "
+        "--per-class 40`, sized so that it travelled with the weights). The command of this run:"
+    ),
+}
+FIRST_GPU_SESSION = (
+    "One prepared GPU session (`bench/gpu_train.sh 320 OUT`, issue 9) trained every model at "
+    "once on a single GPU for a fixed wall time, then turned each run's latest checkpoint into "
+    "`RUN/final` (no further steps). The command of this run:"
+)
+
+#: Tiny ImageNet photos per class in each model's training data (bench/make_gpu_data.py)
+PER_CLASS = {"unet_bins": "50 photos per class in stage 1 and 40 in stage 2 (10,000 and 8,000)"}
+
 DATA_TERMS = """\
-- `tiny-imagenet` (Tiny ImageNet, Stanford CS231n, derived from ImageNet): 78 photos per class of
-  the 200 classes (15,600), 64x64. ImageNet terms: non-commercial research and educational use
+- `tiny-imagenet` (Tiny ImageNet, Stanford CS231n, derived from ImageNet): {per_class} of
+  the 200 classes, 64x64. ImageNet terms: non-commercial research and educational use
   only; copyright stays with the image owners.
 - `bsds500` train split (200 photos, 481x321; Arbelaez et al., TPAMI 2011): research use,
   non-commercial; photos from the Corel database, copyright with their owners. Its 32-photo
@@ -96,11 +123,7 @@ def _stage(run: Path) -> list[str]:
     on_gpu = "GPU" in hardware.upper() or "NVIDIA" in hardware.upper()
     lines = []
     if on_gpu:
-        lines += [
-            "One prepared GPU session (`bench/gpu_train.sh 320 OUT`, issue 9) trained every "
-            "model at once on a single GPU for a fixed wall time, then turned each run's "
-            "latest checkpoint into `RUN/final` (no further steps). The command of this run:",
-        ]
+        lines += [GPU_SESSIONS.get(run.name, FIRST_GPU_SESSION)]
     lines += ["", "```bash", command, "```", ""]
     if "1000000" in command:
         lines += [
@@ -151,7 +174,7 @@ def model_card(model: str, runs: list[Path], report_rows: list[str]) -> str:
         "offline, with no download. Trained by this project's own `train/` code.",
         "",
         "## Data and terms",
-        DATA_TERMS,
+        DATA_TERMS.format(per_class=PER_CLASS.get(model, "78 photos per class (15,600)")),
         "",
         "## How it was trained",
     ]

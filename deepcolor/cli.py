@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import DeepColorError
+from .registry import DEFAULT_AUTOMATIC
 
 EPILOG = """examples:
   deepcolor models
@@ -17,7 +18,7 @@ EPILOG = """examples:
 
 
 #: what `colorize` uses when no --model is given (the app's default too)
-DEFAULT_MODEL = "unet"
+DEFAULT_MODEL = DEFAULT_AUTOMATIC
 
 
 def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> None:

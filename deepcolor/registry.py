@@ -39,6 +39,10 @@ class ColorizerInfo:
 _REGISTRY: dict[str, ColorizerInfo] = {}
 
 
+#: the automatic model the app, the CLI and the evaluation report use when none is named
+DEFAULT_AUTOMATIC = "blend"
+
+
 def register_colorizer(
     name: str,
     *,

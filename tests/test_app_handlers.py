@@ -27,7 +27,7 @@ from deepcolor.errors import (  # noqa: E402
 from deepcolor.metrics import image_metrics  # noqa: E402
 from deepcolor.models.base import Colorizer  # noqa: E402
 from deepcolor.models.baselines import GrayColorizer, TintColorizer  # noqa: E402
-from deepcolor.registry import ColorizerInfo  # noqa: E402
+from deepcolor.registry import DEFAULT_AUTOMATIC, ColorizerInfo  # noqa: E402
 from deepcolor.ui import AppSettings, ModelHub  # noqa: E402
 from deepcolor.ui import batch as batch_ui  # noqa: E402
 from deepcolor.ui import compare as compare_ui  # noqa: E402
@@ -133,8 +133,8 @@ def test_registry_models_are_listed_with_reasons_and_baselines_are_available():
     for status in statuses.values():
         assert status.available or status.reason  # an unavailable model always says why
     assert hub.default_model() in hub.available(automatic=True)
-    if "unet" in hub.available():
-        assert hub.default_model() == "unet"
+    if DEFAULT_AUTOMATIC in hub.available():
+        assert hub.default_model() == DEFAULT_AUTOMATIC
     import app
 
     table = app.models_markdown(hub)  # the Models tab: every model, and why one cannot run
@@ -160,7 +160,7 @@ def test_probe_reports_missing_weights_without_loading(tmp_path):
     assert probe(present).available
 
 
-def test_default_model_prefers_unet_then_learned_then_tint():
+def test_default_model_prefers_the_default_automatic_then_learned_then_tint():
     tint_only = ModelHub(
         models={"tint": TintColorizer(), "gray": GrayColorizer()}, include_registry=False
     )
@@ -169,11 +169,11 @@ def test_default_model_prefers_unet_then_learned_then_tint():
         models={"tint": TintColorizer(), "zz": HintMean()}, include_registry=False
     )
     assert with_learned.default_model() == "zz"
-    with_unet = ModelHub(
-        models={"tint": TintColorizer(), "aa": HintMean(), "unet": HintMean()},
+    with_default = ModelHub(
+        models={"tint": TintColorizer(), "aa": HintMean(), DEFAULT_AUTOMATIC: HintMean()},
         include_registry=False,
     )
-    assert with_unet.default_model() == "unet"
+    assert with_default.default_model() == DEFAULT_AUTOMATIC
 
 
 def test_pipelines_are_loaded_once_and_unavailable_models_refused(hub):

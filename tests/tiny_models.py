@@ -14,6 +14,18 @@ TINY_KWARGS: dict[str, dict[str, Any]] = {
     "eccv16": {"widths": [4, 8, 8, 8, 8, 8, 8, 8], "working_size": 16},
     "siggraph17": {"widths": [4, 8, 8, 8, 8, 8, 8, 8, 8, 8], "working_size": 16},
     "unet": {**_SMALL_DECODER, "working_size": 32},
+    "unet_bins": {**_SMALL_DECODER, "working_size": 32},
+    "blend": {
+        "members": [
+            {"model": "unet", "weights": None, "kwargs": {**_SMALL_DECODER, "working_size": 32}},
+            {
+                "model": "unet_bins",
+                "weight": 0.5,
+                "weights": None,
+                "kwargs": {**_SMALL_DECODER, "working_size": 32},
+            },
+        ]
+    },
     "mobilenet": {**_SMALL_DECODER, "working_size": 32},
     "densenet": {
         **_SMALL_DECODER,

