@@ -99,12 +99,13 @@ def compare_tab(hub: ModelHub) -> None:
                     f"Not available here: {', '.join(missing)} (the Models tab says why).",
                     elem_id="compare-missing",
                 )
+            scaled = ", ".join(hub.available("chroma_gain", automatic=True)) or "none here"
             strength = gr.Slider(
                 0.0,
                 compare_ui.MAX_COLOUR_STRENGTH,
                 value=1.0,
                 step=0.25,
-                label="Colour strength (unet, densenet, mobilenet; 1 = as shipped)",
+                label=f"Colour strength ({scaled}; 1 = as shipped)",
                 elem_id="compare-strength",
             )
             run = gr.Button("Colourise", variant="primary", elem_id="compare-run")

@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     colorize.add_argument("--reference", help="reference colour photo (models that take one)")
     colorize.add_argument("--prompt", help="text prompt (models that take one)")
-    colorize.add_argument("--temperature", type=float, help="annealed-mean temperature (eccv16)")
+    colorize.add_argument(
+        "--temperature", type=float, help="annealed-mean temperature (eccv16, unet_bins)"
+    )
     colorize.add_argument(
         "--chroma-gain",
         type=float,
