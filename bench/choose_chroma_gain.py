@@ -5,7 +5,8 @@ settings are chosen here, never on the evaluation sets:
 
 - faithful (the model's default, ``chroma_gain`` in its config): the gain with the lowest mean
   CIEDE2000;
-- vivid (the report's ``unet vivid``): the largest gain whose mean CIEDE2000 is still no worse
+- vivid (``unet`` at gain 3.0; the report's vivid setting is now ``blend vivid``, chosen the
+  same way by ``bench/blend_sweep.py``): the largest gain whose mean CIEDE2000 is still no worse
   than the constant ``tint`` baseline's on the same photos.
 
     .venv/bin/python bench/choose_chroma_gain.py [--weights FOLDER] [--gains 1,1.5,2,...]
