@@ -14,14 +14,6 @@ from deepcolor.models.blend import DEFAULT_MEMBERS
 SMALL = TINY_KWARGS["unet"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _L(size=(32, 32)) -> torch.Tensor:
     return torch.rand(2, 1, *size, generator=torch.Generator().manual_seed(0)) * 100
 
