@@ -361,7 +361,9 @@ class UNetColorizer(PackagePartsMixin, Colorizer):
             raise ValueError(f"semantic_weight must be >= 0, got {semantic_weight}")
         self.semantic_weight, self.semantic_size = float(semantic_weight), int(semantic_size)
         self.chroma_gain = check_chroma_gain(chroma_gain)
-        # loss="classification": Zhang et al.'s 313-bin head, decoded by the annealed mean
+        # loss="classification": Zhang et al.'s 313-bin head, decoded by the annealed mean.
+        # ``rebalance`` is their lambda, the uniform share mixed into the colour prior before
+        # inverting it: 1 weighs every bin alike, 0 weighs rare colours by 1 / frequency.
         self.temperature = check_temperature(temperature, 0.38)
         if not 0.0 <= rebalance <= 1.0:
             raise ValueError(f"rebalance must be in [0, 1], got {rebalance}")
