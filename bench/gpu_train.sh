@@ -58,10 +58,11 @@ SHIPPED_UNET='--model unet --init_weights deepcolor/weights/unet --resolution 12
 ARGS[unet_g2]="$SHIPPED_UNET"' --model_kwargs {"semantic_weight":0.005,"semantic_size":112}'
 ARGS[unet_g2_sem]="$SHIPPED_UNET"' --model_kwargs {"semantic_weight":0.05,"semantic_size":112}'
 UNET_CLS='--model unet --resolution 128 --train_batch_size 64 --learning_rate 5e-4 --model_kwargs'
-ARGS[unet_g2_cls]="$UNET_CLS"' {"working_size":128,"loss":"classification","rebalance":0.5,"semantic_weight":0.01,"semantic_size":112}'
+CLS='"working_size":128,"loss":"classification"'
+ARGS[unet_g2_cls]="$UNET_CLS {$CLS"',"rebalance":0.5,"semantic_weight":0.01,"semantic_size":112}'
 # the same, continued from unet_g2_cls's final weights (copied to .gpu/init so that they travel)
-ARGS[unet_g2_cls_more]="$UNET_CLS"' {"working_size":128,"loss":"classification","rebalance":0.5,"semantic_weight":0.01,"semantic_size":112} --init_weights .gpu/init/unet_g2_cls'
-ARGS[unet_g2_cls25]="$UNET_CLS"' {"working_size":128,"loss":"classification","rebalance":0.25,"semantic_weight":0.03,"semantic_size":112}'
+ARGS[unet_g2_cls_more]="${ARGS[unet_g2_cls]} --init_weights .gpu/init/unet_g2_cls"
+ARGS[unet_g2_cls25]="$UNET_CLS {$CLS"',"rebalance":0.25,"semantic_weight":0.03,"semantic_size":112}'
 
 pids=()
 for run in $RUNS; do
@@ -109,7 +110,14 @@ pack() {  # pack NAME RUN... : one tar per group (at most 8 files come back, 16 
   done
   [ ${#dirs[@]} -gt 0 ] && tar -C runs -cf "$OUT_DIR/$name.tar" "${dirs[@]}"
 }
-for run in $RUNS; do pack "$run" "$run"; done  # one tar per run (at most 7 runs come back)
+# one tar per run, eccv16 and siggraph17 together: at most 8 files come back, logs.tgz included
+for run in $RUNS; do
+  case $run in
+    eccv16) pack zhang eccv16 siggraph17 ;;
+    siggraph17) [[ " $RUNS " == *" eccv16 "* ]] || pack siggraph17 siggraph17 ;;
+    *) pack "$run" "$run" ;;
+  esac
+done
 cat "$OUT_DIR/logs/summary.txt"
 tar -C "$OUT_DIR" -czf "$OUT_DIR/logs.tgz" logs
 ls -la "$OUT_DIR"

@@ -17,7 +17,6 @@ import numbers
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InvalidCondition
@@ -97,11 +96,7 @@ class BlendColorizer(Colorizer):
     def forward(
         self, L: torch.Tensor, chroma_gain: float | None = None, **conditions: Any
     ) -> torch.Tensor:
-        ab = torch.zeros(L.shape[0], 2, *L.shape[-2:], dtype=L.dtype, device=L.device)
-        for weight, member in zip(self.weights, self.members, strict=True):
-            part = member(L)
-            if part.shape[-2:] != L.shape[-2:]:
-                part = F.interpolate(part, size=L.shape[-2:], mode="bilinear", align_corners=False)
-            ab = ab + weight * part.to(ab.dtype)
+        # every colouriser's forward returns ab at L's size, so the parts add up directly
+        ab = sum(w * m(L) for w, m in zip(self.weights, self.members, strict=True))
         gain = self.chroma_gain if chroma_gain is None else check_chroma_gain(chroma_gain)
         return ab * gain if gain != 1.0 else ab

@@ -116,6 +116,18 @@ def check_temperature(value: Any, default: float) -> float:
     return float(value)
 
 
+def rebalanced_cross_entropy(
+    logits: torch.Tensor, ab: torch.Tensor, lam: float = 0.5
+) -> torch.Tensor:
+    """Per-cell class-rebalanced cross-entropy, ``(B, h, w)``: bin logits ``(B, 313, h, w)``
+    against ``ab`` ``(B, 2, h, w)`` soft-encoded (5 nearest bins, sigma 5), each cell weighted
+    by the rebalancing weight of its most likely bin (``lam``: the uniform share, see
+    :func:`deepcolor.color.rebalancing_weights`)."""
+    target = soft_encode_ab(ab.float())
+    weights = rebalancing_weights(lam, device=ab.device)[target.argmax(dim=1)]
+    return weights * -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+
+
 def colourful_images(ab: torch.Tensor, threshold: float = GREY_THRESHOLD) -> torch.Tensor:
     """``(B,)`` bool: images with some pixel whose |a| or |b| exceeds ``threshold``."""
     return (ab.abs() > threshold).flatten(1).any(dim=1)
@@ -238,10 +250,8 @@ class ECCV16Colorizer(Colorizer):
         logits = self.logits(L)
         # target ab per output cell: the mean colour of the 4x4 pixels it covers
         ab_small = F.adaptive_avg_pool2d(ab.float(), logits.shape[-2:])
-        target = soft_encode_ab(ab_small)  # (B, 313, h, w), 5 nearest bins, sigma 5
-        weights = rebalancing_weights(0.5, device=ab.device)[target.argmax(dim=1)]  # (B, h, w)
-        cross_entropy = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+        loss = rebalanced_cross_entropy(logits, ab_small)
         keep = colourful_images(ab)
         if not bool(keep.any()):
             return logits.sum() * 0.0  # nothing to learn from grey images, but keep the graph
-        return (weights * cross_entropy)[keep].mean()
+        return loss[keep].mean()

@@ -38,8 +38,6 @@ from ..color import (
     gray_rgb_from_l,
     normalize_ab,
     normalize_l,
-    rebalancing_weights,
-    soft_encode_ab,
 )
 from ..convert.efficientnet_lite0 import (
     INPUT_MEAN,
@@ -51,7 +49,7 @@ from ..errors import ModelUnavailable, number_in_range
 from ..registry import register_colorizer
 from ..weights import shipped_weights
 from .base import Colorizer
-from .eccv16 import check_temperature
+from .eccv16 import check_temperature, rebalanced_cross_entropy
 
 PACKAGE_ENCODER = "efficientnet_lite0"
 LOSSES = ("mse", "l1", "huber", "classification")
@@ -101,11 +99,8 @@ def binned_cross_entropy(
     Scored on every ``stride``-th pixel: the convolutions share weights across positions, and
     the soft encoding (a distance to all 313 bins per pixel) is the costly part.
     """
-    logits, ab = logits[..., ::stride, ::stride], ab[..., ::stride, ::stride].float()
-    target = soft_encode_ab(ab)
-    weights = rebalancing_weights(rebalance, device=ab.device)[target.argmax(dim=1)]
-    cross_entropy = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
-    return (weights * cross_entropy).mean()
+    sub = (..., slice(None, None, stride), slice(None, None, stride))
+    return rebalanced_cross_entropy(logits[sub], ab[sub], rebalance).mean()
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
