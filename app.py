@@ -12,6 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from deepcolor.errors import DeviceUnavailable  # noqa: E402
 from deepcolor.pipeline import resolve_device  # noqa: E402
 from deepcolor.ui import AppSettings, ModelHub  # noqa: E402
 from deepcolor.ui import batch as batch_ui  # noqa: E402
@@ -524,7 +525,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     settings = AppSettings.from_env()
-    demo = build_app(ModelHub(settings))
+    try:
+        demo = build_app(ModelHub(settings))
+    except DeviceUnavailable as exc:  # a bad DEEPCOLOR_DEVICE: say so before serving anything
+        raise SystemExit(f"error: DEEPCOLOR_DEVICE={settings.device!r}: {exc}") from None
     demo.launch(
         server_name=args.host,  # None: Gradio reads GRADIO_SERVER_NAME (a Space sets 0.0.0.0)
         server_port=args.port,  # None: GRADIO_SERVER_PORT, else 7860

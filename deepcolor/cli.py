@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import DeepColorError
-from .registry import DEFAULT_AUTOMATIC
+from .errors import DeepColorError, InvalidCondition, ModelUnavailable
+from .registry import DEFAULT_AUTOMATIC, list_colorizers
 
 EPILOG = """examples:
   deepcolor models
@@ -19,6 +19,50 @@ EPILOG = """examples:
 
 #: what `colorize` uses when no --model is given (the app's default too)
 DEFAULT_MODEL = DEFAULT_AUTOMATIC
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _models_taking(condition: str) -> str:
+    return ", ".join(i.name for i in list_colorizers() if condition in i.accepts)
+
+
+def _add_condition_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reference", help="reference colour photo (models that take one)")
+    parser.add_argument("--prompt", help="text prompt (models that take one)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        help=f"annealed-mean temperature ({_models_taking('temperature')}): lower = more vivid",
+    )
+    parser.add_argument(
+        "--chroma-gain",
+        type=float,
+        help=f"multiply the predicted colours ({_models_taking('chroma_gain')}): 0 = gray, "
+        ">1 = more vivid; default: the model's shipped setting",
+    )
+
+
+def _conditions(args) -> dict:
+    pairs = (
+        ("reference", args.reference),
+        ("prompt", args.prompt),
+        ("temperature", args.temperature),
+        ("chroma_gain", args.chroma_gain),
+    )
+    return {key: value for key, value in pairs if value is not None}
 
 
 def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> None:
@@ -54,11 +98,11 @@ def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> 
         help="inference precision (default: float32; auto = float16 on CUDA)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=8, help="images per model call (default: 8)"
+        "--batch-size", type=_positive_int, default=8, help="images per model call (default: 8)"
     )
     parser.add_argument(
         "--max-megapixels",
-        type=float,
+        type=_positive_float,
         default=50.0,
         help="refuse images larger than this many megapixels (default: 50)",
     )
@@ -76,31 +120,31 @@ def build_parser() -> argparse.ArgumentParser:
     colorize = sub.add_parser(
         "colorize",
         help="colourise files, folders or glob patterns",
-        description="Colourise images. Outputs go to OUTDIR as PNG (same names); originals are "
-        "never overwritten. Failed files are listed at the end and the exit code is 1.",
+        description="Colourise images. Outputs go to OUTDIR under the same names (PNG unless "
+        "--format says otherwise); photos found inside a folder or by a glob keep their "
+        "subfolders there, so same-named photos never collide. Originals and existing outputs "
+        "are never overwritten (unless --overwrite). Failed files are listed at the end and the "
+        "exit code is 1.",
     )
     colorize.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="image files, folders or globs"
     )
     colorize.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     _add_model_args(colorize)
-    colorize.add_argument("--suffix", default="", help="added to each output name, e.g. '-colour'")
-    colorize.add_argument("--format", default="png", choices=("png", "jpg", "webp", "tiff"))
+    colorize.add_argument(
+        "--suffix", default="", help="added to each output name, e.g. --suffix=-colour"
+    )
+    colorize.add_argument(
+        "--format",
+        default="png",
+        choices=("png", "jpg", "webp", "tiff"),
+        help="output file format (default: png, lossless)",
+    )
     colorize.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     colorize.add_argument(
         "--no-recursive", action="store_true", help="do not descend into subfolders"
     )
-    colorize.add_argument("--reference", help="reference colour photo (models that take one)")
-    colorize.add_argument("--prompt", help="text prompt (models that take one)")
-    colorize.add_argument(
-        "--temperature", type=float, help="annealed-mean temperature (eccv16, unet_bins)"
-    )
-    colorize.add_argument(
-        "--chroma-gain",
-        type=float,
-        help="multiply the predicted colours (unet, densenet, mobilenet): 0 = gray, "
-        ">1 = more vivid; default: the model's own setting",
-    )
+    _add_condition_args(colorize)
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -110,10 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("folder", help="folder of colour photos")
     _add_model_args(evaluate, multiple=True)
+    _add_condition_args(evaluate)
     evaluate.add_argument("--csv", help="write the per-image figures to this CSV file")
     evaluate.add_argument("--markdown", help="write the summary table to this Markdown file")
 
-    models = sub.add_parser("models", help="list the registered models and what each needs")
+    models = sub.add_parser(
+        "models",
+        help="list the registered models and what each needs",
+        description="List every registered model, what it needs and takes; the default is marked.",
+    )
     models.add_argument("--verbose", "-v", action="store_true", help="also show weights sources")
     return parser
 
@@ -135,58 +184,75 @@ def cmd_models(args) -> int:
     from .registry import list_colorizers
 
     infos = list_colorizers()
-    width = max(len(i.name) for i in infos)
+    width = max(len(i.name) for i in infos) + 2
     for info in infos:
-        print(f"{info.name:<{width}}  {info.summary}")
+        name = f"{info.name} *" if info.name == DEFAULT_MODEL else info.name
+        print(f"{name:<{width}}  {info.summary}")
         print(f"{'':<{width}}  conditions: {info.describe_conditions()}")
         if args.verbose:
             print(f"{'':<{width}}  weights: {info.weights}")
+    print("\n* the default (`deepcolor colorize` without --model)")
     return 0
+
+
+def _check_reference(args) -> None:
+    """Read the reference once up front: a bad one is one error, not one per photo."""
+    if args.reference is not None:
+        from .images import load_image
+
+        load_image(args.reference, max_pixels=int(args.max_megapixels * 1e6))
+
+
+def _without_name(reason: str, path: Path) -> str:
+    prefix = f"{path.name}: "
+    return reason[len(prefix) :] if reason.startswith(prefix) else reason
 
 
 def cmd_colorize(args) -> int:
     from tqdm.auto import tqdm
 
-    from .pipeline import iter_image_files
+    from .pipeline import find_image_files
 
-    files = iter_image_files(args.inputs, recursive=not args.no_recursive)
-    if not files:
+    found = find_image_files(args.inputs, recursive=not args.no_recursive)
+    if not found:
         print("error: no input images found", file=sys.stderr)
         return 2
+    _check_reference(args)
+    pipe = _pipeline(args, args.model)  # an unknown model fails before anything is created
+    conditions = _conditions(args)
+    pipe.model.check_conditions(conditions)
     out_dir = Path(args.output)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"error: cannot create output folder {out_dir}: {exc.strerror}", file=sys.stderr)
         return 2
-    pipe = _pipeline(args, args.model)
-    conditions = {
-        k: v
-        for k, v in (
-            ("reference", args.reference),
-            ("prompt", args.prompt),
-            ("temperature", args.temperature),
-            ("chroma_gain", args.chroma_gain),
-        )
-        if v is not None
-    }
     failures: list[tuple[Path, str]] = []
     written = 0
-    inputs_resolved = {p.resolve() for p in files}
-    for path in tqdm(files, desc=f"colourising ({args.model})", unit="img"):
-        target = out_dir / f"{path.stem}{args.suffix}.{args.format}"
+    inputs_resolved = {path.resolve() for path, _ in found}
+    claimed: dict[Path, Path] = {}  # output -> the input that writes it in this run
+    for path, relative in tqdm(found, desc=f"colourising ({args.model})", unit="img"):
+        target = out_dir / relative.parent / f"{relative.stem}{args.suffix}.{args.format}"
         try:
             if target.resolve() in inputs_resolved:
                 raise DeepColorError(
                     f"output {target} would overwrite an input; choose another -o or --suffix"
                 )
+            if target in claimed:
+                raise DeepColorError(
+                    f"{claimed[target]} is written to the same output {target}; rename one of "
+                    "them or colourise them separately"
+                )
+            claimed[target] = path
             if target.exists() and not args.overwrite:
                 raise DeepColorError(f"{target} exists (use --overwrite to replace it)")
             pipe(path, **conditions).save(target, overwrite=args.overwrite)
             written += 1
+        except (InvalidCondition, ModelUnavailable):
+            raise  # the same for every photo: stop at once, main() prints it
         except (DeepColorError, OSError) as exc:
-            failures.append((path, str(exc)))
-    print(f"{written} of {len(files)} image(s) written to {out_dir}")
+            failures.append((path, _without_name(str(exc), path)))
+    print(f"{written} of {len(found)} image(s) written to {out_dir}")
     if failures:
         print(f"{len(failures)} failed:", file=sys.stderr)
         for path, reason in failures:
@@ -195,23 +261,38 @@ def cmd_colorize(args) -> int:
     return 0
 
 
+def _writable_parent(path: str | None) -> None:
+    """Create an output's folder before the work, so that a bad path fails first."""
+    if path:
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeepColorError(f"cannot create the folder of {path}: {exc.strerror}") from None
+
+
 def cmd_evaluate(args) -> int:
     import pandas as pd
 
     from .metrics import evaluate, summarize, to_markdown
 
+    _writable_parent(args.csv)
+    _writable_parent(args.markdown)
+    _check_reference(args)
+    conditions = _conditions(args)
     frames = []
     for name in args.models:
-        frames.append(evaluate(_pipeline(args, name), args.folder, model_label=name))
+        pipe = _pipeline(args, name)
+        pipe.model.check_conditions(conditions)
+        frames.append(evaluate(pipe, args.folder, model_label=name, conditions=conditions))
     frame = pd.concat(frames, ignore_index=True)
     table = to_markdown(summarize(frame))
     print(table)
     if args.csv:
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(args.csv, index=False)
         print(f"per-image figures written to {args.csv}")
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
+        print(f"summary table written to {args.markdown}")
     return 0
 
 

@@ -30,6 +30,10 @@ class InvalidCondition(DeepColorError, ValueError):
     """A missing, unknown or malformed condition (hints, reference, prompt, ...)."""
 
 
+class DeviceUnavailable(DeepColorError, RuntimeError):
+    """A device name that torch does not know, or a device this machine does not have."""
+
+
 class DuplicateModel(DeepColorError, ValueError):
     """A second registration under a name already taken."""
 

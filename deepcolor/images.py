@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .atomic import atomic_open
 from .errors import ImageTooLarge, InvalidImage
 
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: a large camera photo, far from a decompression bomb
@@ -159,7 +159,7 @@ def load_image(
         if max_pixels is not None and width * height > max_pixels:
             raise ImageTooLarge(
                 f"{name}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over the "
-                f"limit of {max_pixels / 1e6:.0f} MP; resize it first or raise the limit"
+                f"limit of {max_pixels / 1e6:g} MP; resize it first or raise the limit"
             )
         if getattr(im, "is_animated", False):
             im.seek(0)  # GIF / APNG / WebP animation: first frame
@@ -188,7 +188,7 @@ def _from_array(arr: np.ndarray, max_pixels: int | None) -> LoadedImage:
     if height == 0 or width == 0:
         raise InvalidImage(f"the image has zero size ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLarge(f"{width}x{height} is over the limit of {max_pixels / 1e6:.0f} MP")
+        raise ImageTooLarge(f"{width}x{height} is over the limit of {max_pixels / 1e6:g} MP")
     if arr.dtype == np.uint8:
         data, depth = arr.astype(np.float64) / 255.0, 8
     elif arr.dtype == np.uint16:
@@ -230,12 +230,6 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, overwrite: bool =
     fmt = Image.registered_extensions().get(suffix, "PNG")
     if fmt == "JPEG" and image.mode == "RGBA":
         image = image.convert("RGB")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".deepcolor-", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        image.save(fh, format=fmt)
     return path

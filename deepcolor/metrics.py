@@ -16,6 +16,7 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 from tqdm.auto import tqdm
 
+from .errors import InvalidImage
 from .images import load_image, to_uint8
 
 METRIC_COLUMNS = ("mse", "psnr", "ssim", "ciede2000", "colourfulness", "delta_colourfulness")
@@ -81,12 +82,15 @@ def evaluate(
     markdown_path: str | Path | None = None,
     progress: bool = True,
     condition_fn: Callable[[Path, np.ndarray], dict] | None = None,
+    conditions: dict | None = None,
 ) -> pd.DataFrame:
     """Colourise every image of ``folder`` from its L and compare with the colour original.
 
     Returns one row per image (columns ``model, image`` and :data:`METRIC_COLUMNS`); the means
     are :func:`summarize`'s. ``condition_fn(path, original_uint8)`` may give per-image conditions
-    (hints or a reference sampled from the ground truth).
+    (hints or a reference sampled from the ground truth); ``conditions`` apply to every image
+    (e.g. ``{"chroma_gain": 1.25}``). Every image must be a colour photo: a grayscale one has no
+    colours to compare with and is refused by name.
     """
     from .pipeline import iter_image_files
 
@@ -97,9 +101,16 @@ def evaluate(
     rows = []
     for path in tqdm(files, desc=f"evaluating {label}", disable=not progress, unit="img"):
         original = to_uint8(load_image(path, keep_alpha=False).rgb)
-        conditions = condition_fn(path, original) if condition_fn else {}
+        if is_grayscale(original):
+            raise InvalidImage(
+                f"{path} is grayscale: evaluation compares with the colour original; remove it "
+                "or use a folder of colour photos"
+            )
+        per_image = dict(conditions or {})
+        if condition_fn:
+            per_image.update(condition_fn(path, original))
         start = time.perf_counter()
-        result = pipeline(original, **conditions)
+        result = pipeline(original, **per_image)
         seconds = time.perf_counter() - start
         rows.append(
             {
@@ -117,6 +128,14 @@ def evaluate(
         Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
         Path(markdown_path).write_text(to_markdown(summarize(frame)) + "\n")
     return frame
+
+
+def is_grayscale(rgb: np.ndarray) -> bool:
+    """Gray by the data README's rule: every pair of channels differs by under 1 (of 255) on
+    average. Such a photo has no colour to compare a colourisation with."""
+    channels = rgb.astype(np.int16)
+    pairs = ((0, 1), (1, 2), (0, 2))
+    return max(np.abs(channels[..., i] - channels[..., j]).mean() for i, j in pairs) < 1.0
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ original L, alpha. The output has the input's exact size and its luminance.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,21 +21,54 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .color import join_lab, lab_to_rgb, rgb_to_lab
-from .errors import InvalidCondition
+from .errors import DeviceUnavailable, InvalidCondition
 from .hints import as_point_hints, encode_point_hints
 from .images import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_pil, to_uint8
 from .models.base import Colorizer
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"``: CUDA if present, then Apple MPS, else CPU."""
+    """``None``/``"auto"``: CUDA if present, then Apple MPS, else CPU.
+
+    A named device must exist here: ``"cuda"`` without a usable GPU, an index past the last GPU or
+    an unknown name raises :class:`~deepcolor.errors.DeviceUnavailable` with what to use instead.
+    """
     if device not in (None, "auto"):
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            raise DeviceUnavailable(
+                f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps"
+            ) from None
+        _check_available(chosen)
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _check_available(device: torch.device) -> None:
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceUnavailable(
+                f"device {str(device)!r} is not available: PyTorch finds no CUDA GPU on this "
+                "machine; use cpu or auto"
+            )
+        if device.index is not None and device.index >= count:
+            raise DeviceUnavailable(
+                f"device {str(device)!r} is not available: this machine has {count} CUDA GPU(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceUnavailable(
+                "device 'mps' is not available: it needs an Apple-silicon Mac with a PyTorch "
+                "built for it; use cpu or auto"
+            )
 
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -64,6 +98,13 @@ class ColorizationResult:
     original: np.ndarray | None = None  # (H, W, 3) uint8 when the input was in colour
     seconds: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the arrays would print thousands of numbers
+        height, width = self.rgb.shape[:2]
+        return (
+            f"ColorizationResult({width}x{height}, source={self.source!r}, "
+            f"seconds={self.seconds:.3f})"
+        )
 
     def to_pil(self) -> Image.Image:
         return to_pil(self.rgb, self.alpha)
@@ -241,30 +282,53 @@ def _is_number(value) -> bool:
 
 def iter_image_files(inputs: Iterable[str | Path], recursive: bool = True) -> list[Path]:
     """Expand files, folders and glob patterns into image paths (sorted, de-duplicated)."""
+    return [path for path, _ in find_image_files(inputs, recursive=recursive)]
+
+
+def find_image_files(
+    inputs: Iterable[str | Path], recursive: bool = True
+) -> list[tuple[Path, Path]]:
+    """``(path, relative)`` for each image that ``inputs`` name, sorted and de-duplicated.
+
+    ``relative`` is the path below the input that found it: below a folder, below a glob
+    pattern's fixed leading folders (``album`` for ``album/**/*.tif``), or the bare name for a
+    file given by name. Outputs that mirror it keep same-named photos of different subfolders
+    apart.
+    """
     from glob import glob
 
     from .images import IMAGE_SUFFIXES
 
-    found: list[Path] = []
+    found: list[tuple[Path, Path]] = []
     for item in inputs:
         text = str(item)
         path = Path(text)
         if any(ch in text for ch in "*?["):
-            found.extend(Path(p) for p in sorted(glob(text, recursive=True)) if Path(p).is_file())
+            fixed = []
+            for part in path.parts:
+                if any(ch in part for ch in "*?["):
+                    break
+                fixed.append(part)
+            base = Path(*fixed) if fixed else Path(".")
+            found.extend(
+                (Path(p), Path(os.path.relpath(p, base)))
+                for p in sorted(glob(text, recursive=True))
+                if Path(p).is_file()
+            )
         elif path.is_dir():
             pattern = "**/*" if recursive else "*"
             found.extend(
-                p
+                (p, p.relative_to(path))
                 for p in sorted(path.glob(pattern))
                 if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
             )
         else:
-            found.append(path)  # missing files are reported per file by the caller
+            found.append((path, Path(path.name)))  # a missing file is reported by the caller
     seen: set[Path] = set()
     unique = []
-    for p in found:
-        key = p.resolve()
+    for path, relative in found:
+        key = path.resolve()
         if key not in seen:
             seen.add(key)
-            unique.append(p)
+            unique.append((path, relative))
     return unique

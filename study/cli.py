@@ -85,8 +85,12 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the participant and organiser pages")
     serve.add_argument("study", help="a STUDY folder made by `prepare`")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for all)",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument(
         "--token",
         default=None,

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
 from sqlalchemy import select
+
+from deepcolor.atomic import atomic_open
 
 from .db import Database, Stimulus, Study
 
@@ -70,10 +71,8 @@ def media_path(study_dir: str | os.PathLike, media_id: str) -> Path:
 def write_manifest(study_dir: str | os.PathLike, manifest: Manifest) -> Path:
     """Atomically write ``study.json`` (a crash never leaves half a manifest)."""
     path = Path(study_dir) / MANIFEST
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".study-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(manifest.to_json())
-    os.replace(tmp, path)
+    with atomic_open(path, prefix=".study-") as handle:
+        handle.write(manifest.to_json().encode("utf-8"))
     return path
 
 

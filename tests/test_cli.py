@@ -41,8 +41,10 @@ def test_colorize_files_folders_and_failures(tmp_path, capsys):
     code = main(["colorize", str(src), "-o", str(out), "--model", "tint"])
     captured = capsys.readouterr()
     assert code == 1  # one file failed
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a.png", "nested/b.png"]  # a folder's subfolders are kept
     assert "broken.png" in captured.err and "not an image" in captured.err
+    assert "broken.png: broken.png" not in captured.err  # the name is said once
     assert "2 of 3 image(s) written" in captured.out
     result = np.asarray(Image.open(out / "a.png"))
     assert result.shape == (14, 20, 3)
@@ -80,7 +82,68 @@ def test_glob_and_suffix(tmp_path):
     assert (
         main(["colorize", str(tmp_path / "x" / "**" / "*.png"), "-o", str(out), "--suffix=-c"]) == 0
     )
-    assert sorted(p.name for p in out.iterdir()) == ["one-c.png", "two-c.png"]
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["deep/two-c.png", "one-c.png"]  # below the glob's fixed folder
+
+
+def test_same_named_photos_never_overwrite_each_other(tmp_path, capsys):
+    """Scanner folders (1990/001.tif, 1991/001.tif) stay apart; two inputs that would still share
+    one output (a.png and a.jpg) give one output and one clear failure, even with --overwrite."""
+    src = tmp_path / "scans"
+    _write(src / "1990" / "001.png", color=(200, 30, 30))
+    _write(src / "1991" / "001.png", color=(30, 30, 200))
+    _write(src / "a.png")
+    _write(src / "a.jpg")
+    out = tmp_path / "out"
+    code = main(["colorize", str(src), "-o", str(out), "--model", "gray", "--overwrite"])
+    captured = capsys.readouterr()
+    assert code == 1
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["1990/001.png", "1991/001.png", "a.png"]
+    assert "3 of 4 image(s) written" in captured.out
+    assert "is written to the same output" in captured.err and "a.png" in captured.err
+    # each output is its own photo's L, not the other's
+    lum = [
+        np.asarray(Image.open(out / y / "001.png").convert("L")).mean() for y in ("1990", "1991")
+    ]
+    assert abs(lum[0] - lum[1]) > 5
+
+
+def test_outputs_are_readable_by_others_as_the_umask_says(tmp_path):
+    """Atomic writes go through a temporary file; it must not keep mkstemp's private 0600 mode."""
+    import os
+
+    src = _write(tmp_path / "a.png")
+    old = os.umask(0o022)
+    try:
+        assert main(["colorize", str(src), "-o", str(tmp_path / "o"), "--model", "gray"]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "o" / "a.png").stat().st_mode & 0o777 == 0o644
+    assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".")]
+
+
+def test_a_mistake_that_fails_every_photo_stops_at_once(tmp_path, capsys):
+    """Bad conditions, a bad reference or a missing device: one error line, nothing written."""
+    for name in ("a", "b", "c"):
+        _write(tmp_path / "in" / f"{name}.png")
+    cases = [
+        (["--model", "tint", "--chroma-gain", "2"], "does not take chroma_gain"),
+        (["--model", "blend", "--temperature", "0.3"], "does not take temperature"),
+        (["--model", "exemplar"], "needs reference"),
+        (["--model", "exemplar", "--reference", str(tmp_path / "none.png")], "none.png"),
+        (["--chroma-gain", "-1"], "chroma_gain must be between 0 and 4"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+    ]
+    for extra, message in cases:
+        out = tmp_path / "out"
+        assert main(["colorize", str(tmp_path / "in"), "-o", str(out), *extra]) == 1, extra
+        err = capsys.readouterr().err
+        assert err.count(message) == 1, (extra, err)
+        assert not out.exists() or not any(out.iterdir()), extra
+    with pytest.raises(SystemExit):
+        main(["colorize", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--batch-size", "0"])
+    assert "must be 1 or more" in capsys.readouterr().err
 
 
 def test_clear_errors(tmp_path, capsys):
@@ -106,6 +169,30 @@ def test_evaluate_prints_table_and_writes_csv(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| gray | 2 |" in out and "| tint | 2 |" in out
     assert len(csv.read_text().strip().splitlines()) == 5
+
+
+def test_evaluate_takes_conditions_and_writes_into_new_folders(tmp_path, capsys):
+    """--chroma-gain reaches every photo (blend at 0 is gray); --markdown creates its folder."""
+    for i, c in enumerate([(200, 30, 30), (30, 200, 30)]):
+        _write(tmp_path / "set" / f"{i}.png", size=(64, 48), color=c)
+    csv, md = tmp_path / "new" / "r.csv", tmp_path / "new" / "deeper" / "r.md"
+    args = ["evaluate", str(tmp_path / "set"), "-m", "gray", "-m", "blend", "--csv", str(csv)]
+    assert main([*args, "--chroma-gain", "0", "--markdown", str(md)]) == 1  # gray takes no gain
+    assert "'gray' does not take chroma_gain" in capsys.readouterr().err
+    args = ["evaluate", str(tmp_path / "set"), "-m", "blend", "--chroma-gain", "0"]
+    assert main([*args, "--csv", str(csv), "--markdown", str(md)]) == 0
+    assert md.read_text().startswith("| model |")
+    import pandas as pd
+
+    frame = pd.read_csv(csv)
+    assert (frame["colourfulness"] < 0.5).all()  # gain 0: no colour at all
+
+
+def test_evaluate_refuses_a_grayscale_original(tmp_path, capsys):
+    _write(tmp_path / "set" / "0.png")
+    Image.new("L", (20, 14), 100).save(tmp_path / "set" / "1.png")
+    assert main(["evaluate", str(tmp_path / "set"), "-m", "gray"]) == 1
+    assert "1.png is grayscale" in capsys.readouterr().err
 
 
 @pytest.mark.slow

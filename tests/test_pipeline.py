@@ -5,7 +5,7 @@ from PIL import Image
 from skimage.color import rgb2lab
 
 from deepcolor import ColorizationPipeline, create_colorizer
-from deepcolor.errors import InvalidCondition
+from deepcolor.errors import DeviceUnavailable, InvalidCondition
 from deepcolor.models.base import Colorizer
 from deepcolor.pipeline import iter_image_files, resolve_device, resolve_dtype
 
@@ -109,6 +109,28 @@ def test_device_and_dtype_resolution():
     assert resolve_dtype("auto", torch.device("cuda")) == torch.float16
     with pytest.raises(ValueError, match="unknown dtype"):
         resolve_dtype("float8", torch.device("cpu"))
+
+
+def test_a_device_this_machine_lacks_is_a_clear_error():
+    """Not torch's traceback from deep inside a model: the name, and what to use instead."""
+    with pytest.raises(DeviceUnavailable, match="unknown device 'tpu'; use auto, cpu"):
+        resolve_device("tpu")
+    if torch.cuda.is_available():
+        missing = f"cuda:{torch.cuda.device_count()}"
+        with pytest.raises(DeviceUnavailable, match=f"'{missing}' is not available"):
+            resolve_device(missing)
+    else:
+        with pytest.raises(DeviceUnavailable, match="finds no CUDA GPU"):
+            resolve_device("cuda")
+        with pytest.raises(DeviceUnavailable, match="finds no CUDA GPU"):
+            ColorizationPipeline("gray", device="cuda:0")
+
+
+def test_result_repr_is_short():
+    result = ColorizationPipeline("gray")(_photo())
+    assert repr(result) == f"ColorizationResult(131x97, source={result.source!r}, seconds=" + (
+        f"{result.seconds:.3f})"
+    )
 
 
 class _ConvModel(Colorizer):

@@ -304,7 +304,9 @@ MAX_CHROMA_GAIN = 4.0
 
 def check_chroma_gain(gain: Any) -> float:
     """A chroma multiplier in [0, ``MAX_CHROMA_GAIN``]: 0 gives gray, above 1 more vivid."""
-    return number_in_range(gain, "chroma_gain", 0.0, MAX_CHROMA_GAIN, "1 = as trained")
+    return number_in_range(
+        gain, "chroma_gain", 0.0, MAX_CHROMA_GAIN, "0 = gray, 1 = the network's own colours"
+    )
 
 
 def default_weights_for(name: str) -> str | None:
