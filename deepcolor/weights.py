@@ -48,6 +48,24 @@ def resolve_weights(spec: str | os.PathLike, model_name: str = "model") -> Path:
     return download_from_hub(text, model_name)
 
 
+def hub_offline() -> bool:
+    """Offline mode as the environment says now (the Hub libraries read it once at import)."""
+    value = os.environ.get("HF_HUB_OFFLINE", "")
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    try:
+        from huggingface_hub import is_offline_mode
+
+        return bool(is_offline_mode())
+    except ImportError:  # pragma: no cover - older huggingface_hub
+        return False
+
+
+def offline_advice() -> str:
+    """The end of a "cannot download" message: unsetting HF_HUB_OFFLINE helps only if it is set."""
+    return ", or unset HF_HUB_OFFLINE" if hub_offline() else ""
+
+
 def download_from_hub(repo_id: str, model_name: str = "model", **kwargs) -> Path:
     """``snapshot_download`` with an error that says what to do when offline."""
     from huggingface_hub import snapshot_download
@@ -60,5 +78,5 @@ def download_from_hub(repo_id: str, model_name: str = "model", **kwargs) -> Path
             f"weights for {model_name!r}: the Hub repository {repo_id!r} is not in the local "
             f"cache and cannot be downloaded here ({type(exc).__name__}). On a machine with "
             f"internet run `hf download {repo_id} --local-dir FOLDER` and pass that folder "
-            f"instead (or unset HF_HUB_OFFLINE)."
+            f"instead{offline_advice()}."
         ) from exc

@@ -71,6 +71,7 @@ def test_offline_without_weights_says_what_to_download(monkeypatch, tmp_path, ti
         model.predict(torch.full((1, 1, 16, 16), 50.0), prompt="a photo")
     message = str(caught.value)
     assert f"hf download {missing}" in message and CONTROLNET_MODEL_ENV in message
+    assert message.endswith("or unset HF_HUB_OFFLINE.")  # it is set, so unsetting it may help
     missing_base = "deepcolor-tests/no-such-sd"
     model = ControlNetColorizer(
         base_model=missing_base, controlnet_model=str(tiny_sd / "controlnet")
@@ -159,3 +160,15 @@ def test_training_loss_falls_and_only_the_controlnet_learns(tiny_sd):
     assert losses[-1] < losses[0] * 0.97, losses
     unet_after = model.pipe.unet.state_dict()
     assert all(torch.equal(unet_before[k], unet_after[k]) for k in unet_before)
+
+
+def test_offline_advice_only_when_offline_mode_is_on(monkeypatch):
+    import huggingface_hub
+
+    from deepcolor.weights import offline_advice
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert offline_advice() == ", or unset HF_HUB_OFFLINE"
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
+    assert offline_advice() == ""  # online and still failing: unsetting it would not help

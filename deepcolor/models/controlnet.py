@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from ..color import gray_rgb_from_l, join_lab, lab_to_rgb, rgb_to_lab
 from ..errors import DeepColorError, InvalidCondition, ModelUnavailable
 from ..registry import register_colorizer
+from ..weights import hub_offline, offline_advice
 from .base import Colorizer
 
 DEFAULT_SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -62,19 +63,6 @@ _DTYPES = {
 }
 
 
-def _offline() -> bool:
-    """Offline mode as the environment says now (the Hub libraries read it once at import)."""
-    value = os.environ.get("HF_HUB_OFFLINE", "")
-    if value.strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    try:
-        from huggingface_hub import is_offline_mode
-
-        return bool(is_offline_mode())
-    except ImportError:  # pragma: no cover - older huggingface_hub
-        return False
-
-
 def _is_local(spec: str) -> bool:
     return Path(spec).expanduser().is_dir()
 
@@ -99,8 +87,8 @@ def _unavailable(what: str, spec: str, env: str, exc: Exception) -> ModelUnavail
     return ModelUnavailable(
         f"the {what} {spec!r} is not in the local Hugging Face cache and cannot be downloaded "
         f"here ({type(exc).__name__}). On a machine with internet run `hf download {spec} "
-        f"--local-dir FOLDER`, then set {env}=FOLDER (or pass it to the model), or unset "
-        f"HF_HUB_OFFLINE."
+        f"--local-dir FOLDER`, then set {env}=FOLDER (or pass it to the model)"
+        f"{offline_advice()}."
     )
 
 
@@ -202,7 +190,7 @@ class ControlNetColorizer(Colorizer):
         _check_folder("Stable Diffusion base model", base, SD_MODEL_ENV)
         if cn_spec != FROM_UNET:
             _check_folder("ControlNet", cn_spec, CONTROLNET_MODEL_ENV)
-        local_only = _offline()
+        local_only = hub_offline()
         dtype = self._load_dtype()
         common: dict[str, Any] = {"dtype": dtype}
         if local_only:
