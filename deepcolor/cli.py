@@ -181,7 +181,6 @@ def _pipeline(args, model_name: str):
 
 
 def cmd_models(args) -> int:
-
     infos = list_colorizers()
     width = max(len(i.name) for i in infos) + 2
     for info in infos:
