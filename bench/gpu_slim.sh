@@ -7,16 +7,20 @@
 #
 # Why: the device tool sends the working tree plus the `carry` paths, at most 64 MiB in all, and
 # the tracked tree alone is about 63 MB (the shipped weights and the contact sheets). Keeping only
-# the weights a call needs (default: unet unet_bins) leaves about 45 MB for training data.
-# The files go to $STASH (default ../.gpu-slim, outside the repository) and nothing is deleted.
+# the weights a call needs (default: unet unet_bins) leaves about 16 MB, so about 51 MB for the
+# carried wheels and training data. The files go to $STASH (default ../.gpu-slim, outside the
+# repository) and nothing is deleted. Do not commit while slimmed: back first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STASH=${STASH:-../.gpu-slim}
+STASH=${STASH%/}
 command=${1:-}
 shift || true
 
+# what travels: tracked files and untracked files that git does not ignore (one du for all)
 tracked_mb() {
-  git ls-files -z | xargs -0 -r du -cb 2>/dev/null | tail -1 | awk '{printf "%.1f", $1 / 1e6}'
+  git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null |
+    tail -1 | awk '{printf "%.1f", $1 / 1e6}'
 }
 
 case "$command" in
@@ -30,19 +34,25 @@ case "$command" in
       exit 1
     fi
     keep=" ${*:-unet unet_bins} "
+    for model in $keep; do
+      if [ ! -d "deepcolor/weights/$model" ]; then
+        echo "error: no deepcolor/weights/$model to keep (see ls deepcolor/weights)" >&2
+        exit 1
+      fi
+    done
     files=()
     for folder in deepcolor/weights/*/; do
       model=$(basename "$folder")
       [[ $keep == *" $model "* ]] && continue
-      while IFS= read -r f; do files+=("$f"); done < <(git ls-files "$folder")
+      while IFS= read -r -d '' f; do files+=("$f"); done < <(git ls-files -z "$folder")
     done
-    while IFS= read -r f; do files+=("$f"); done < <(git ls-files 'docs/*.png')
+    while IFS= read -r -d '' f; do files+=("$f"); done < <(git ls-files -z 'docs/*.png')
     for f in "${files[@]}"; do
       mkdir -p "$STASH/$(dirname "$f")"
       mv "$f" "$STASH/$f"
     done
     echo "moved ${#files[@]} files to $STASH (kept the weights of:${keep% })"
-    echo "tracked files left: $(tracked_mb) MB; undo with: bash bench/gpu_slim.sh back"
+    echo "files that travel: $(tracked_mb) MB; undo with: bash bench/gpu_slim.sh back"
     ;;
   back)
     if [ ! -d "$STASH" ]; then
@@ -61,7 +71,7 @@ case "$command" in
       count=$((count + 1))
     done < <(find "$STASH" -type f -print0)
     find "$STASH" -depth -type d -empty -delete
-    echo "moved $count files back; tracked files: $(tracked_mb) MB"
+    echo "moved $count files back; files that travel: $(tracked_mb) MB"
     git status --short
     ;;
   size)
@@ -76,7 +86,7 @@ case "$command" in
     }'
     ;;
   *)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$command" ] || [ "$command" = "-h" ] || [ "$command" = "--help" ] || exit 2
     ;;
 esac

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -28,11 +30,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _megapixels(text: str) -> float:
     value = float(text)
-    if not value > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    if not (math.isfinite(value) and value >= 1e-6):  # also refuses nan; 1e-6 MP = 1 pixel
+        raise argparse.ArgumentTypeError(f"must be a number of megapixels >= 0.000001, got {text}")
     return value
+
+
+_positive_int.__name__ = "whole number"  # argparse says "invalid whole number value: 'x'"
+_megapixels.__name__ = "number"
 
 
 def _models_taking(condition: str) -> str:
@@ -102,7 +108,7 @@ def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> 
     )
     parser.add_argument(
         "--max-megapixels",
-        type=_positive_float,
+        type=_megapixels,
         default=50.0,
         help="refuse images larger than this many megapixels (default: 50)",
     )
@@ -122,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="colourise files, folders or glob patterns",
         description="Colourise images. Outputs go to OUTDIR under the same names (PNG unless "
         "--format says otherwise); photos found inside a folder or by a glob keep their "
-        "subfolders there, so same-named photos never collide. Originals and existing outputs "
-        "are never overwritten (unless --overwrite). Failed files are listed at the end and the "
-        "exit code is 1.",
+        "subfolders there, so same-named photos of different subfolders stay apart (a remaining "
+        "clash is reported, never overwritten). Originals and existing outputs are never "
+        "overwritten (unless --overwrite); outputs already inside OUTDIR are not colourised "
+        "again. Failed files are listed at the end and the exit code is 1.",
     )
     colorize.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="image files, folders or globs"
@@ -211,7 +218,8 @@ def cmd_colorize(args) -> int:
 
     from .pipeline import find_image_files
 
-    found = find_image_files(args.inputs, recursive=not args.no_recursive)
+    out_dir = Path(args.output)
+    found = find_image_files(args.inputs, recursive=not args.no_recursive, skip=out_dir)
     if not found:
         print("error: no input images found", file=sys.stderr)
         return 2
@@ -219,7 +227,6 @@ def cmd_colorize(args) -> int:
     pipe = _pipeline(args, args.model)  # an unknown model fails before anything is created
     conditions = _conditions(args)
     pipe.model.check_conditions(conditions)
-    out_dir = Path(args.output)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -228,7 +235,7 @@ def cmd_colorize(args) -> int:
     failures: list[tuple[Path, str]] = []
     written = 0
     inputs_resolved = {path.resolve() for path, _ in found}
-    claimed: dict[Path, Path] = {}  # output -> the input that writes it in this run
+    claimed: dict[str, Path] = {}  # output (as the file system compares it) -> its input
     for path, relative in tqdm(found, desc=f"colourising ({args.model})", unit="img"):
         target = out_dir / relative.parent / f"{relative.stem}{args.suffix}.{args.format}"
         try:
@@ -236,12 +243,13 @@ def cmd_colorize(args) -> int:
                 raise DeepColorError(
                     f"output {target} would overwrite an input; choose another -o or --suffix"
                 )
-            if target in claimed:
+            key = os.path.normcase(os.path.abspath(target))
+            if key in claimed:
                 raise DeepColorError(
-                    f"{claimed[target]} is written to the same output {target}; rename one of "
-                    "them or colourise them separately"
+                    f"{claimed[key]} is written to the same output {target}; rename one of "
+                    "them or colourise them into different output folders"
                 )
-            claimed[target] = path
+            claimed[key] = path
             if target.exists() and not args.overwrite:
                 raise DeepColorError(f"{target} exists (use --overwrite to replace it)")
             pipe(path, **conditions).save(target, overwrite=args.overwrite)
@@ -271,17 +279,20 @@ def _writable_parent(path: str | None) -> None:
 def cmd_evaluate(args) -> int:
     import pandas as pd
 
-    from .metrics import evaluate, summarize, to_markdown
+    from .metrics import check_originals, evaluate, summarize, to_markdown
 
-    _writable_parent(args.csv)
-    _writable_parent(args.markdown)
     _check_reference(args)
     conditions = _conditions(args)
-    frames = []
-    for name in args.models:
-        pipe = _pipeline(args, name)
+    pipes = {name: _pipeline(args, name) for name in args.models}
+    for pipe in pipes.values():  # every model's mistake before any model's work
         pipe.model.check_conditions(conditions)
-        frames.append(evaluate(pipe, args.folder, model_label=name, conditions=conditions))
+    check_originals(args.folder)
+    _writable_parent(args.csv)
+    _writable_parent(args.markdown)
+    frames = [
+        evaluate(pipe, args.folder, model_label=name, conditions=conditions)
+        for name, pipe in pipes.items()
+    ]
     frame = pd.concat(frames, ignore_index=True)
     table = to_markdown(summarize(frame))
     print(table)

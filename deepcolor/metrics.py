@@ -92,20 +92,11 @@ def evaluate(
     (e.g. ``{"chroma_gain": 1.25}``). Every image must be a colour photo: a grayscale one has no
     colours to compare with and is refused by name.
     """
-    from .pipeline import iter_image_files
-
-    files = iter_image_files([folder] if isinstance(folder, (str, Path)) else folder)
-    if not files:
-        raise FileNotFoundError(f"no images found in {folder}")
+    files = _folder_images(folder)
     label = model_label or pipeline.model.name
     rows = []
     for path in tqdm(files, desc=f"evaluating {label}", disable=not progress, unit="img"):
-        original = to_uint8(load_image(path, keep_alpha=False).rgb)
-        if is_grayscale(original):
-            raise InvalidImage(
-                f"{path} is grayscale: evaluation compares with the colour original; remove it "
-                "or use a folder of colour photos"
-            )
+        original = _colour_original(path)
         per_image = dict(conditions or {})
         if condition_fn:
             per_image.update(condition_fn(path, original))
@@ -128,6 +119,34 @@ def evaluate(
         Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
         Path(markdown_path).write_text(to_markdown(summarize(frame)) + "\n")
     return frame
+
+
+def _folder_images(folder: str | Path | Iterable[str | Path]) -> list[Path]:
+    from .pipeline import iter_image_files
+
+    files = iter_image_files([folder] if isinstance(folder, (str, Path)) else folder)
+    if not files:
+        raise FileNotFoundError(f"no images found in {folder}")
+    return files
+
+
+def _colour_original(path: Path) -> np.ndarray:
+    original = to_uint8(load_image(path, keep_alpha=False).rgb)
+    if is_grayscale(original):
+        raise InvalidImage(
+            f"{path} is grayscale: evaluation compares with the colour original; remove it "
+            "or use a folder of colour photos"
+        )
+    return original
+
+
+def check_originals(folder: str | Path | Iterable[str | Path]) -> list[Path]:
+    """The folder's images, each read once and refused if unreadable or gray, before any model
+    spends time on them."""
+    files = _folder_images(folder)
+    for path in files:
+        _colour_original(path)
+    return files
 
 
 def is_grayscale(rgb: np.ndarray) -> bool:

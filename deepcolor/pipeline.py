@@ -286,18 +286,35 @@ def iter_image_files(inputs: Iterable[str | Path], recursive: bool = True) -> li
 
 
 def find_image_files(
-    inputs: Iterable[str | Path], recursive: bool = True
+    inputs: Iterable[str | Path], recursive: bool = True, skip: str | Path | None = None
 ) -> list[tuple[Path, Path]]:
     """``(path, relative)`` for each image that ``inputs`` name, sorted and de-duplicated.
 
     ``relative`` is the path below the input that found it: below a folder, below a glob
     pattern's fixed leading folders (``album`` for ``album/**/*.tif``), or the bare name for a
-    file given by name. Outputs that mirror it keep same-named photos of different subfolders
-    apart.
+    file given by name (also when a pattern's ``..`` leads above its fixed folders). Outputs
+    that mirror it keep same-named photos of different subfolders apart.
+
+    ``skip``: a folder (the output folder) whose files a folder or glob input does not pick up
+    when it lies below that input, so that a rerun does not colourise its own outputs. Files
+    given by name, and an input that is ``skip`` itself, are kept.
     """
     from glob import glob
 
     from .images import IMAGE_SUFFIXES
+
+    skipped = Path(skip).resolve() if skip is not None else None
+
+    def below_skip(path: Path, base: Path) -> bool:
+        return (
+            skipped is not None
+            and skipped != base.resolve()
+            and path.resolve().is_relative_to(skipped)
+        )
+
+    def mirrored(path: Path, base: Path) -> Path:
+        relative = Path(os.path.relpath(path, base))
+        return Path(path.name) if relative.parts[0] == ".." else relative
 
     found: list[tuple[Path, Path]] = []
     for item in inputs:
@@ -311,16 +328,16 @@ def find_image_files(
                 fixed.append(part)
             base = Path(*fixed) if fixed else Path(".")
             found.extend(
-                (Path(p), Path(os.path.relpath(p, base)))
+                (Path(p), mirrored(Path(p), base))
                 for p in sorted(glob(text, recursive=True))
-                if Path(p).is_file()
+                if Path(p).is_file() and not below_skip(Path(p), base)
             )
         elif path.is_dir():
             pattern = "**/*" if recursive else "*"
             found.extend(
                 (p, p.relative_to(path))
                 for p in sorted(path.glob(pattern))
-                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not below_skip(p, path)
             )
         else:
             found.append((path, Path(path.name)))  # a missing file is reported by the caller

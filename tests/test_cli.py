@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,12 +102,28 @@ def test_same_named_photos_never_overwrite_each_other(tmp_path, capsys):
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == ["1990/001.png", "1991/001.png", "a.png"]
     assert "3 of 4 image(s) written" in captured.out
-    assert "is written to the same output" in captured.err and "a.png" in captured.err
+    clash = f"{src / 'a.png'}: {src / 'a.jpg'} is written to the same output {out / 'a.png'}"
+    assert clash in captured.err
     # each output is its own photo's L, not the other's
     lum = [
         np.asarray(Image.open(out / y / "001.png").convert("L")).mean() for y in ("1990", "1991")
     ]
     assert abs(lum[0] - lum[1]) > 5
+
+
+def test_a_rerun_into_a_subfolder_does_not_colourise_its_own_outputs(tmp_path, monkeypatch, capsys):
+    """`colorize . -o out` twice: the second run skips out/ (no out/out/...), and a glob whose
+    `..` climbs above its fixed folder still writes inside OUTDIR."""
+    _write(tmp_path / "photos" / "a.png")
+    _write(tmp_path / "photos" / "sub" / "b.png")
+    monkeypatch.chdir(tmp_path / "photos")
+    for _ in range(2):
+        assert main(["colorize", ".", "-o", "out", "--model", "gray", "--overwrite"]) == 0
+    written = sorted(p.relative_to("out").as_posix() for p in Path("out").rglob("*.png"))
+    assert written == ["a.png", "sub/b.png"]
+    assert "2 of 2 image(s) written" in capsys.readouterr().out
+    assert main(["colorize", "*/../a.png", "-o", "up", "--model", "gray"]) == 0
+    assert [p.as_posix() for p in Path("up").rglob("*.png")] == ["up/a.png"]
 
 
 def test_outputs_are_readable_by_others_as_the_umask_says(tmp_path):
@@ -141,9 +158,15 @@ def test_a_mistake_that_fails_every_photo_stops_at_once(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count(message) == 1, (extra, err)
         assert not out.exists() or not any(out.iterdir()), extra
-    with pytest.raises(SystemExit):
-        main(["colorize", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--batch-size", "0"])
-    assert "must be 1 or more" in capsys.readouterr().err
+    for option, value, message in [
+        ("--batch-size", "0", "must be 1 or more"),
+        ("--batch-size", "x", "invalid whole number value: 'x'"),
+        ("--max-megapixels", "inf", "must be a number of megapixels"),
+        ("--max-megapixels", "1e-9", "must be a number of megapixels"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["colorize", str(tmp_path / "in"), "-o", str(tmp_path / "o"), option, value])
+        assert message in capsys.readouterr().err
 
 
 def test_clear_errors(tmp_path, capsys):
@@ -176,9 +199,12 @@ def test_evaluate_takes_conditions_and_writes_into_new_folders(tmp_path, capsys)
     for i, c in enumerate([(200, 30, 30), (30, 200, 30)]):
         _write(tmp_path / "set" / f"{i}.png", size=(64, 48), color=c)
     csv, md = tmp_path / "new" / "r.csv", tmp_path / "new" / "deeper" / "r.md"
-    args = ["evaluate", str(tmp_path / "set"), "-m", "gray", "-m", "blend", "--csv", str(csv)]
+    args = ["evaluate", str(tmp_path / "set"), "-m", "blend", "-m", "gray", "--csv", str(csv)]
     assert main([*args, "--chroma-gain", "0", "--markdown", str(md)]) == 1  # gray takes no gain
-    assert "'gray' does not take chroma_gain" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "'gray' does not take chroma_gain" in captured.err
+    assert "evaluating blend" not in captured.err  # refused before blend did any work
+    assert not csv.parent.exists()
     args = ["evaluate", str(tmp_path / "set"), "-m", "blend", "--chroma-gain", "0"]
     assert main([*args, "--csv", str(csv), "--markdown", str(md)]) == 0
     assert md.read_text().startswith("| model |")
@@ -192,7 +218,9 @@ def test_evaluate_refuses_a_grayscale_original(tmp_path, capsys):
     _write(tmp_path / "set" / "0.png")
     Image.new("L", (20, 14), 100).save(tmp_path / "set" / "1.png")
     assert main(["evaluate", str(tmp_path / "set"), "-m", "gray"]) == 1
-    assert "1.png is grayscale" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "1.png is grayscale" in captured.err
+    assert "evaluating gray" not in captured.err  # checked before any model ran
 
 
 @pytest.mark.slow

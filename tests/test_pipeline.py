@@ -128,9 +128,9 @@ def test_a_device_this_machine_lacks_is_a_clear_error():
 
 def test_result_repr_is_short():
     result = ColorizationPipeline("gray")(_photo())
-    assert repr(result) == f"ColorizationResult(131x97, source={result.source!r}, seconds=" + (
-        f"{result.seconds:.3f})"
-    )
+    text = repr(result)
+    assert text.startswith("ColorizationResult(131x97, source=") and "array([" not in text
+    assert len(text) < 120  # not the thousands of numbers a dataclass repr prints
 
 
 class _ConvModel(Colorizer):
