@@ -61,16 +61,6 @@ def _add_condition_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _conditions(args) -> dict:
-    pairs = (
-        ("reference", args.reference),
-        ("prompt", args.prompt),
-        ("temperature", args.temperature),
-        ("chroma_gain", args.chroma_gain),
-    )
-    return {key: value for key, value in pairs if value is not None}
-
-
 def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> None:
     if multiple:
         parser.add_argument(
@@ -200,12 +190,28 @@ def cmd_models(args) -> int:
     return 0
 
 
-def _check_reference(args) -> None:
-    """Read the reference once up front: a bad one is one error, not one per photo."""
+def _conditions(args) -> dict:
+    """The options as model conditions. The reference is decoded here, once: a bad one is one
+    error, not one per photo, and the pipeline gets pixels instead of a path to decode again."""
+    conditions = {
+        key: value
+        for key, value in (
+            ("prompt", args.prompt),
+            ("temperature", args.temperature),
+            ("chroma_gain", args.chroma_gain),
+        )
+        if value is not None
+    }
     if args.reference is not None:
+        import torch
+
         from .images import load_image
 
-        load_image(args.reference, max_pixels=int(args.max_megapixels * 1e6))
+        reference = load_image(
+            args.reference, max_pixels=int(args.max_megapixels * 1e6), keep_alpha=False
+        )
+        conditions["reference"] = torch.from_numpy(reference.rgb).permute(2, 0, 1).float()
+    return conditions
 
 
 def _without_name(reason: str, path: Path) -> str:
@@ -223,9 +229,8 @@ def cmd_colorize(args) -> int:
     if not found:
         print("error: no input images found", file=sys.stderr)
         return 2
-    _check_reference(args)
-    pipe = _pipeline(args, args.model)  # an unknown model fails before anything is created
     conditions = _conditions(args)
+    pipe = _pipeline(args, args.model)  # an unknown model fails before anything is created
     pipe.model.check_conditions(conditions)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -281,7 +286,6 @@ def cmd_evaluate(args) -> int:
 
     from .metrics import check_originals, evaluate, summarize, to_markdown
 
-    _check_reference(args)
     conditions = _conditions(args)
     pipes = {name: _pipeline(args, name) for name in args.models}
     for pipe in pipes.values():  # every model's mistake before any model's work

@@ -305,12 +305,11 @@ def find_image_files(
 
     skipped = Path(skip).resolve() if skip is not None else None
 
-    def below_skip(path: Path, base: Path) -> bool:
-        return (
-            skipped is not None
-            and skipped != base.resolve()
-            and path.resolve().is_relative_to(skipped)
-        )
+    def skip_test(base: Path):
+        """Per input, once: whether a file found below ``base`` lies in the skipped folder."""
+        if skipped is None or skipped == base.resolve():
+            return lambda path: False
+        return lambda path: path.resolve().is_relative_to(skipped)
 
     def mirrored(path: Path, base: Path) -> Path:
         relative = Path(os.path.relpath(path, base))
@@ -327,17 +326,19 @@ def find_image_files(
                     break
                 fixed.append(part)
             base = Path(*fixed) if fixed else Path(".")
+            in_skipped = skip_test(base)
             found.extend(
                 (Path(p), mirrored(Path(p), base))
                 for p in sorted(glob(text, recursive=True))
-                if Path(p).is_file() and not below_skip(Path(p), base)
+                if Path(p).is_file() and not in_skipped(Path(p))
             )
         elif path.is_dir():
             pattern = "**/*" if recursive else "*"
+            in_skipped = skip_test(path)
             found.extend(
                 (p, p.relative_to(path))
                 for p in sorted(path.glob(pattern))
-                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not below_skip(p, path)
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not in_skipped(p)
             )
         else:
             found.append((path, Path(path.name)))  # a missing file is reported by the caller
