@@ -21,11 +21,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
-from skimage.color import rgb2lab  # noqa: E402
 
 from deepcolor import ColorizationPipeline, create_colorizer  # noqa: E402
 from deepcolor.errors import DeepColorError  # noqa: E402
-from deepcolor.hints import PointHint  # noqa: E402
+from deepcolor.hints import PointHint, ground_truth_point_hints  # noqa: E402
 from deepcolor.images import load_image, to_uint8  # noqa: E402
 from deepcolor.metrics import evaluate, summarize  # noqa: E402
 from deepcolor.registry import DEFAULT_AUTOMATIC  # noqa: E402
@@ -72,21 +71,7 @@ def load_models(names) -> tuple[dict[str, ColorizationPipeline], dict[str, str]]
 
 def ground_truth_hints(original: np.ndarray, count: int, seed: int) -> list[PointHint]:
     """``count`` hints at Gaussian-centred positions, each the true mean ab of a patch."""
-    if count == 0:
-        return []
-    rng = np.random.default_rng(seed)
-    lab = rgb2lab(original / 255.0)
-    h, w = lab.shape[:2]
-    hints = []
-    for _ in range(count):
-        y = float(np.clip(rng.normal(0.5, 0.25), 0.0, 1.0))
-        x = float(np.clip(rng.normal(0.5, 0.25), 0.0, 1.0))
-        cy, cx = round(y * (h - 1)), round(x * (w - 1))
-        r = max(1, round(HINT_PATCH * max(h, w) / 176 / 2))  # the patch's footprint at full size
-        patch = lab[max(0, cy - r) : cy + r + 1, max(0, cx - r) : cx + r + 1, 1:]
-        a, b = patch.reshape(-1, 2).mean(axis=0)
-        hints.append(PointHint(x=x, y=y, a=float(a), b=float(b), size=HINT_PATCH))
-    return hints
+    return ground_truth_point_hints(original, count, seed, size=HINT_PATCH)
 
 
 def similar_reference(target: Path, candidates: list[Path]) -> Path:

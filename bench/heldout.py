@@ -19,10 +19,16 @@ BSDS_VAL = (
 )
 
 
-def bsds_validation_photos(limit: int | None = None) -> list[np.ndarray]:
-    """The first ``limit`` (default: all 32) validation photos as ``(H, W, 3)`` uint8 arrays."""
+def bsds_validation_photos(
+    limit: int | None = None, data: str | Path | None = None
+) -> list[np.ndarray]:
+    """The first ``limit`` (default: all 32) validation photos as ``(H, W, 3)`` uint8 arrays.
+
+    ``data``: the data folder holding ``train/bsds500`` (default: the one beside the checkout).
+    """
+    path = BSDS_VAL if data is None else Path(data) / BSDS_VAL.relative_to(BSDS_VAL.parents[3])
     out = []
-    for cell in pd.read_parquet(BSDS_VAL)["image"].tolist()[:limit]:
+    for cell in pd.read_parquet(path)["image"].tolist()[:limit]:
         with Image.open(io.BytesIO(cell["bytes"])) as im:
             out.append(np.asarray(im.convert("RGB")))
     return out

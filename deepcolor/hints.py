@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .errors import InvalidCondition
@@ -113,6 +114,43 @@ def sample_hints_from_truth(
             )
             mask[i, :, top : top + size, left : left + size] = 1.0
     return hint_ab, mask
+
+
+def ground_truth_point_hints(
+    original: np.ndarray, count: int, seed: int, *, size: int = 5, working_size: int = 176
+) -> list[PointHint]:
+    """``count`` user-style hints read off a colour photo: the evaluation's hint protocol.
+
+    Positions are Gaussian around the centre (N(0.5, 0.25) in fractions of each side, clipped);
+    each hint gives the true mean ab of a ``size`` x ``size`` patch at the model's working size
+    (``working_size``), measured on the full-resolution ``original`` (``(H, W, 3)`` uint8).
+    """
+    if count == 0:
+        return []
+    from skimage.color import rgb2lab  # only the evaluation needs it
+
+    rng = np.random.default_rng(seed)
+    lab = rgb2lab(original / 255.0)
+    h, w = lab.shape[:2]
+    hints = []
+    for _ in range(count):
+        y = float(np.clip(rng.normal(0.5, 0.25), 0.0, 1.0))
+        x = float(np.clip(rng.normal(0.5, 0.25), 0.0, 1.0))
+        a, b = true_hint_colour(lab, x, y, size=size, working_size=working_size)
+        hints.append(PointHint(x=x, y=y, a=a, b=b, size=size))
+    return hints
+
+
+def true_hint_colour(
+    lab: np.ndarray, x: float, y: float, *, size: int = 5, working_size: int = 176
+) -> tuple[float, float]:
+    """Mean (a, b) of ``lab`` ``(H, W, 3)`` under a hint patch of ``size`` working pixels."""
+    h, w = lab.shape[:2]
+    cy, cx = round(y * (h - 1)), round(x * (w - 1))
+    r = max(1, round(size * max(h, w) / working_size / 2))  # the patch's footprint at full size
+    patch = lab[max(0, cy - r) : cy + r + 1, max(0, cx - r) : cx + r + 1, 1:]
+    a, b = patch.reshape(-1, 2).mean(axis=0)
+    return float(a), float(b)
 
 
 def _gaussian_position(extent: int, generator: torch.Generator | None) -> int:
