@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,11 +54,17 @@ def register_colorizer(
     trainable: bool = True,
     **defaults: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a model class or factory under ``name`` (names are unique)."""
+    """Decorator registering a model class or factory under ``name`` (names are unique).
+
+    A class is told its registration here, once: its ``name``, ``needs`` and ``accepts``
+    attributes are set from these arguments (a class does not state them again).
+    """
 
     def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
         if name in _REGISTRY:
             raise DuplicateModel(f"a colorizer named {name!r} is already registered")
+        if isinstance(factory, type):
+            factory.name, factory.needs, factory.accepts = name, tuple(needs), tuple(accepts)
         _REGISTRY[name] = ColorizerInfo(
             name=name,
             factory=factory,
@@ -73,6 +79,24 @@ def register_colorizer(
         return factory
 
     return decorator
+
+
+def unregister_colorizer(name: str) -> None:
+    """Remove ``name`` from the registry (a test's temporary model); unknown names raise."""
+    if _REGISTRY.pop(name, None) is None:
+        raise UnknownModel(f"no colorizer named {name!r} is registered")
+
+
+@contextlib.contextmanager
+def registered_colorizer(
+    name: str, factory: Callable[..., Any], **registration: Any
+) -> Iterator[Callable[..., Any]]:
+    """``register_colorizer(name, **registration)(factory)`` for the ``with`` block only."""
+    register_colorizer(name, **registration)(factory)
+    try:
+        yield factory
+    finally:
+        unregister_colorizer(name)
 
 
 def _ensure_models_loaded() -> None:

@@ -3,7 +3,7 @@ import pytest
 from deepcolor import create_colorizer, list_colorizers, register_colorizer
 from deepcolor.errors import DuplicateModel, ModelUnavailable, UnknownModel
 from deepcolor.models.base import Colorizer
-from deepcolor.registry import colorizer_info
+from deepcolor.registry import colorizer_info, registered_colorizer
 from deepcolor.weights import resolve_weights
 
 
@@ -34,8 +34,6 @@ def test_tint_default_and_custom_colour():
 
 
 class _Learned(Colorizer):
-    name = "test-learned"
-
     def __init__(self, width: int = 2):
         super().__init__(working_size=8)
         import torch
@@ -43,8 +41,31 @@ class _Learned(Colorizer):
         self.scale = torch.nn.Parameter(torch.ones(width))
 
 
-def test_learned_model_without_weights_is_unavailable_and_loads_from_folder(tmp_path):
-    register_colorizer("test-learned", summary="a test model")(_Learned)
+@pytest.fixture
+def learned_model():
+    """``test-learned`` in the registry for one test only."""
+    with registered_colorizer("test-learned", _Learned, summary="a test model"):
+        yield "test-learned"
+
+
+def test_registration_names_the_class(learned_model):
+    assert _Learned.name == learned_model and _Learned.needs == () and _Learned.accepts == ()
+    assert learned_model in [info.name for info in list_colorizers()]
+
+
+def test_temporary_models_are_gone_after_their_test():
+    class _Temporary(_Learned):
+        pass
+
+    with registered_colorizer("test-temporary", _Temporary, summary="t", accepts=("seed",)):
+        assert colorizer_info("test-temporary").accepts == ("seed",)
+    with pytest.raises(UnknownModel):
+        colorizer_info("test-temporary")
+
+
+def test_learned_model_without_weights_is_unavailable_and_loads_from_folder(
+    tmp_path, learned_model
+):
     with pytest.raises(ModelUnavailable, match="no default weights"):
         create_colorizer("test-learned")
     model = create_colorizer("test-learned", weights=None, width=3)

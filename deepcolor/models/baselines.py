@@ -16,8 +16,6 @@ from .base import Colorizer
     trainable=False,
 )
 class GrayColorizer(Colorizer):
-    name = "gray"
-
     def __init__(self) -> None:
         super().__init__(working_size=None)
 
@@ -32,8 +30,6 @@ class GrayColorizer(Colorizer):
     trainable=False,
 )
 class TintColorizer(Colorizer):
-    name = "tint"
-
     def __init__(self, a: float = TRAIN_MEAN_AB[0], b: float = TRAIN_MEAN_AB[1]) -> None:
         super().__init__(working_size=None)
         self.a, self.b = float(a), float(b)

@@ -21,8 +21,8 @@ from torch import nn
 
 from ..errors import InvalidCondition
 from ..registry import colorizer_info, create_colorizer, register_colorizer
+from ._layers import check_chroma_gain
 from .base import Colorizer
-from .unet import check_chroma_gain
 
 #: the shipped default: regression at gain 1 plus half the classifier's annealed mean
 DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
@@ -74,9 +74,6 @@ def check_members(members: Any) -> list[dict[str, Any]]:
 )
 class BlendColorizer(Colorizer):
     """``sum(weight * member(L))`` over automatic colourisers that share a working size."""
-
-    name = "blend"
-    accepts = ("chroma_gain",)
 
     def __init__(
         self, members: list[dict[str, Any]] | None = None, chroma_gain: float = 1.0

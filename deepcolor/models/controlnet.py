@@ -112,9 +112,6 @@ class ControlNetColorizer(Colorizer):
     UNet, VAE and text encoder(s) are frozen and kept outside the state dict.
     """
 
-    name: ClassVar[str] = "controlnet"
-    needs: ClassVar[tuple[str, ...]] = ("prompt",)
-    accepts: ClassVar[tuple[str, ...]] = ("negative_prompt", "steps", "guidance", "seed")
     size_multiple: ClassVar[int] = 8
 
     def __init__(

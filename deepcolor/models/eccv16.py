@@ -20,32 +20,31 @@ Two variants of one class:
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..color import (
-    NUM_AB_BINS,
-    annealed_mean,
-    denormalize_ab,
-    normalize_l,
-    rebalancing_weights,
-    soft_encode_ab,
-)
+from ..color import NUM_AB_BINS, annealed_mean, denormalize_ab, normalize_l
 from ..errors import InvalidCondition
 from ..registry import register_colorizer
-from ..weights import shipped_weights
+from ._layers import (
+    DEPTHS,
+    DILATIONS,
+    check_temperature,
+    colorful_images,
+    conv_block,
+    default_weights_for,
+    pad_to_multiple,
+    rebalanced_cross_entropy,
+)
 from .base import Colorizer
 
 #: channels of conv1..conv8 (conv8 is the up-sampling decoder block)
 FULL_WIDTHS = (64, 128, 256, 512, 512, 512, 512, 256)
 COMPACT_WIDTHS = (16, 32, 64, 96, 96, 96, 96, 64)
-#: 3x3 convolutions in conv1..conv7, their dilation, and which blocks end with a stride-2 conv
-DEPTHS = (2, 2, 3, 3, 3, 3, 3)
-DILATIONS = (1, 1, 1, 1, 2, 2, 1)
+#: which of conv1..conv7 (see _layers.DEPTHS, DILATIONS) end with a stride-2 conv
 STRIDE_2 = (True, True, True, False, False, False, False)
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -56,8 +55,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 SIZE_MULTIPLE = 8
 #: logits are predicted at 1/4 of the input's resolution
 OUTPUT_STRIDE = 4
-#: images where no pixel has |a| or |b| above this are "grey" and left out of the loss
-GREY_THRESHOLD = 5.0
 
 
 def check_variant(variant: str) -> dict[str, Any]:
@@ -69,70 +66,6 @@ def check_variant(variant: str) -> dict[str, Any]:
         ) from None
 
 
-def conv_block(
-    cin: int, cout: int, depth: int, *, dilation: int = 1, stride_last: int = 1
-) -> nn.Sequential:
-    """``[Conv3x3, ReLU] * depth`` then BatchNorm: the paper's block (BN after the last ReLU)."""
-    layers: list[nn.Module] = []
-    for i in range(depth):
-        stride = stride_last if i == depth - 1 else 1
-        layers.append(
-            nn.Conv2d(
-                cin if i == 0 else cout,
-                cout,
-                3,
-                stride=stride,
-                padding=dilation,
-                dilation=dilation,
-            )
-        )
-        layers.append(nn.ReLU(inplace=True))
-    layers.append(nn.BatchNorm2d(cout))
-    return nn.Sequential(*layers)
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "replicate") -> torch.Tensor:
-    """Pad the bottom/right edges so that H and W are multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    if mode == "constant":
-        return F.pad(x, (0, pw, 0, ph))
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
-def check_temperature(value: Any, default: float) -> float:
-    """A positive number (or a 0-d tensor); ``None`` means the model's default."""
-    if value is None:
-        return default
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise InvalidCondition(
-            f"temperature must be a number > 0 (0.38 = the paper's vivid setting, 1 = the "
-            f"distribution's mean, near 0 = its mode); got {value!r}"
-        )
-    return float(value)
-
-
-def rebalanced_cross_entropy(
-    logits: torch.Tensor, ab: torch.Tensor, lam: float = 0.5
-) -> torch.Tensor:
-    """Per-cell class-rebalanced cross-entropy, ``(B, h, w)``: bin logits ``(B, 313, h, w)``
-    against ``ab`` ``(B, 2, h, w)`` soft-encoded (5 nearest bins, sigma 5), each cell weighted
-    by the rebalancing weight of its most likely bin (``lam``: the uniform share, see
-    :func:`deepcolor.color.rebalancing_weights`)."""
-    target = soft_encode_ab(ab.float())
-    weights = rebalancing_weights(lam, device=ab.device)[target.argmax(dim=1)]
-    return weights * -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
-
-
-def colourful_images(ab: torch.Tensor, threshold: float = GREY_THRESHOLD) -> torch.Tensor:
-    """``(B,)`` bool: images with some pixel whose |a| or |b| exceeds ``threshold``."""
-    return (ab.abs() > threshold).flatten(1).any(dim=1)
-
-
 @register_colorizer(
     "eccv16",
     summary="Zhang et al. 2016 (ECCV): 313-bin ab classification, annealed-mean colours "
@@ -140,13 +73,11 @@ def colourful_images(ab: torch.Tensor, threshold: float = GREY_THRESHOLD) -> tor
     accepts=("temperature",),
     weights="trained by DeepColor (shipped in deepcolor/weights/eccv16 when present); "
     "variant='full' loads the official colorization_release_v2 .pth via deepcolor.convert.eccv16",
-    default_weights="shipped:eccv16" if shipped_weights("eccv16") else None,
+    default_weights=default_weights_for("eccv16"),
 )
 class ECCV16Colorizer(Colorizer):
     """Classification over the 313 ab bins with annealed-mean decoding."""
 
-    name = "eccv16"
-    accepts = ("temperature",)
     size_multiple = SIZE_MULTIPLE
 
     def __init__(
@@ -245,13 +176,13 @@ class ECCV16Colorizer(Colorizer):
 
     # --- training ---------------------------------------------------------------------------
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Class-rebalanced cross-entropy against soft-encoded targets; grey images left out."""
+        """Class-rebalanced cross-entropy against soft-encoded targets; gray images left out."""
         L, ab = batch["L"], batch["ab"]
         logits = self.logits(L)
         # target ab per output cell: the mean colour of the 4x4 pixels it covers
         ab_small = F.adaptive_avg_pool2d(ab.float(), logits.shape[-2:])
         loss = rebalanced_cross_entropy(logits, ab_small)
-        keep = colourful_images(ab)
+        keep = colorful_images(ab)
         if not bool(keep.any()):
-            return logits.sum() * 0.0  # nothing to learn from grey images, but keep the graph
+            return logits.sum() * 0.0  # nothing to learn from gray images, but keep the graph
         return loss[keep].mean()

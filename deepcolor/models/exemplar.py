@@ -29,14 +29,13 @@ from torch import nn
 from ..color import AB_SCALE, join_lab, lab_to_rgb, normalize_ab, normalize_l, rgb_to_lab
 from ..errors import InvalidCondition
 from ..registry import register_colorizer
-from .base import Colorizer
-from .unet import (
-    LOSSES,
+from ._layers import (
     PACKAGE_ENCODER,
     AbHead,
     PackagePartsMixin,
     UNetDecoder,
     build_encoder,
+    check_loss,
     conv_bn_relu,
     decoder_widths,
     default_weights_for,
@@ -45,6 +44,7 @@ from .unet import (
     pad_to_multiple,
     regression_loss,
 )
+from .base import Colorizer
 
 MATCH_STRIDE = 8  # correspondence grid: 1/8 of the working size
 
@@ -101,8 +101,6 @@ def self_reference(
 class ExemplarColorizer(PackagePartsMixin, Colorizer):
     """Colourises L from a colour reference image of any size."""
 
-    name = "exemplar"
-    needs = ("reference",)
     size_multiple = 32
 
     def __init__(
@@ -120,8 +118,7 @@ class ExemplarColorizer(PackagePartsMixin, Colorizer):
         encoder_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(working_size=working_size)
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+        check_loss(loss)
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
         self.loss, self.huber_delta, self.temperature = loss, float(huber_delta), float(temperature)

@@ -20,24 +20,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..color import AB_SCALE, gray_rgb_from_l, normalize_l
-from ..convert.efficientnet_lite0 import (
-    INPUT_MEAN,
-    INPUT_STD,
-    build_timm_efficientnet_lite0,
-    efficientnet_lite0_pretrained,
-)
 from ..errors import ModelUnavailable
 from ..registry import register_colorizer
-from .base import Colorizer
-from .unet import (
-    LOSSES,
+from ._layers import (
+    PACKAGE_MEAN,
+    PACKAGE_STD,
     PackagePartsMixin,
+    check_loss,
     default_weights_for,
     freeze,
     is_loading_saved,
+    package_classifier,
     pad_to_multiple,
     regression_loss,
 )
+from .base import Colorizer
 
 # name -> (input side, whether the weights come from the installed package)
 EMBEDDINGS = {"efficientnet_lite0": (224, True), "inception_resnet_v2": (299, False)}
@@ -57,8 +54,7 @@ def build_embedding(name: str, pretrained: bool) -> tuple[nn.Module, int, float,
         raise ModelUnavailable(f"unknown embedding {name!r}; choose from {', '.join(EMBEDDINGS)}")
     side, _ = EMBEDDINGS[name]
     if name == "efficientnet_lite0":
-        net = efficientnet_lite0_pretrained(3) if pretrained else build_timm_efficientnet_lite0(3)
-        mean, std = INPUT_MEAN / 255.0, INPUT_STD / 255.0
+        net, mean, std = package_classifier(3, pretrained), PACKAGE_MEAN, PACKAGE_STD
     else:
         import timm
 
@@ -90,7 +86,6 @@ def build_embedding(name: str, pretrained: bool) -> tuple[nn.Module, int, float,
 class FusionColorizer(PackagePartsMixin, Colorizer):
     """Deep Koalarization with a configurable embedding network."""
 
-    name = "fusion"
     size_multiple = 8
 
     def __init__(
@@ -104,9 +99,7 @@ class FusionColorizer(PackagePartsMixin, Colorizer):
         huber_delta: float = 0.1,
     ) -> None:
         super().__init__(working_size=working_size)
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
-        self.loss, self.huber_delta = loss, float(huber_delta)
+        self.loss, self.huber_delta = check_loss(loss), float(huber_delta)
         w = int(width)
         # the paper's widths with width = 64: 64, 128, 128, 256, 256, 512, 512, 256
         plan = [(1, w, 2), (w, 2 * w, 1), (2 * w, 2 * w, 2), (2 * w, 4 * w, 1),

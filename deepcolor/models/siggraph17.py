@@ -43,9 +43,15 @@ from ..color import AB_SCALE, NUM_AB_BINS, ab_histogram, normalize_ab, normalize
 from ..errors import InvalidCondition
 from ..hints import sample_hints_from_truth, saturation_hint, spread_hint_colours
 from ..registry import register_colorizer
-from ..weights import shipped_weights
+from ._layers import (
+    DEPTHS,
+    DILATIONS,
+    colorful_images,
+    conv_block,
+    default_weights_for,
+    pad_to_multiple,
+)
 from .base import Colorizer
-from .eccv16 import DEPTHS, DILATIONS, colourful_images, conv_block, pad_to_multiple
 
 #: channels of conv1..conv7, then of the decoder blocks conv8, conv9, conv10
 FULL_WIDTHS = (64, 128, 256, 512, 512, 512, 512, 256, 128, 128)
@@ -105,13 +111,11 @@ def _batch(x: torch.Tensor, batch: int, what: str) -> torch.Tensor:
     accepts=("hints", "global_hints"),
     weights="trained by DeepColor (shipped in deepcolor/weights/siggraph17 when present); "
     "variant='full' loads the official siggraph17 .pth via deepcolor.convert.siggraph17",
-    default_weights="shipped:siggraph17" if shipped_weights("siggraph17") else None,
+    default_weights=default_weights_for("siggraph17"),
 )
 class SIGGRAPH17Colorizer(Colorizer):
     """User-guided colourisation: L + local (and optional global) hints -> ab."""
 
-    name = "siggraph17"
-    accepts = ("hints", "global_hints")
     size_multiple = SIZE_MULTIPLE
 
     def __init__(
@@ -382,7 +386,7 @@ class SIGGRAPH17Colorizer(Colorizer):
         error = F.smooth_l1_loss(  # in float32 whatever the model's precision
             normalize_ab(pred.float()), normalize_ab(ab.float()), beta=HUBER_BETA, reduction="none"
         ).sum(dim=1)  # summed over a and b, as colorization-pytorch does
-        keep = colourful_images(ab)
+        keep = colorful_images(ab)
         if not bool(keep.any()):
-            return pred.sum() * 0.0  # grey images carry no colour to learn
+            return pred.sum() * 0.0  # gray images carry no colour to learn
         return error[keep].mean()
