@@ -194,6 +194,20 @@ class ColorizationPipeline:
             raise RuntimeError(f"model {self.model.name!r} produced non-finite colours")
         return _resize(ab, (height, width))
 
+    def bin_distribution(self, L: torch.Tensor) -> torch.Tensor:
+        """Full-resolution ``L (1,1,H,W)`` -> the model's probabilities of the 313 ab bins,
+        ``(313, h, w)`` over the whole photo at the model's own resolution (float32, CPU).
+
+        Only models with a ``bin_distribution`` method (``unet_bins``, ``eccv16``) have one.
+        """
+        if not hasattr(self.model, "bin_distribution"):
+            raise InvalidCondition(f"model {self.model.name!r} gives no colour distribution")
+        work = self._working_shape(*L.shape[-2:])
+        L_work = _resize(L.to(torch.float32), work).to(self.device)
+        with torch.inference_mode(), self._autocast():
+            probs = self.model.bin_distribution(L_work)
+        return probs.float().cpu()[0]
+
     # --- internals ----------------------------------------------------------------------------
     def _autocast(self):
         """Reduced precision through autocast: weights stay float32, matmuls/convs run in dtype."""
