@@ -16,6 +16,7 @@ _MODEL_MODULES = (
     "fusion",
     "exemplar",
     "blend",
+    "ddcolor",
 )
 
 for _module in _MODEL_MODULES:
