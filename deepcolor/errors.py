@@ -15,6 +15,10 @@ class ImageTooLarge(InvalidImage):
     """An image above the configured pixel limit."""
 
 
+class InvalidVideo(DeepColorError):
+    """A file or folder that cannot be read as a video clip."""
+
+
 class UnknownModel(DeepColorError, KeyError):
     """A model name that is not in the registry."""
 
@@ -24,6 +28,11 @@ class UnknownModel(DeepColorError, KeyError):
 
 class ModelUnavailable(DeepColorError):
     """A model whose weights cannot be found or loaded here."""
+
+
+class WeightsNotDownloaded(ModelUnavailable):
+    """Published weights that are not cached here and cannot be downloaded now (offline, or the
+    server cannot be reached, or the download failed); the message says what to run instead."""
 
 
 class InvalidCondition(DeepColorError, ValueError):
