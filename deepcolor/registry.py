@@ -25,7 +25,7 @@ class ColorizerInfo:
     needs: tuple[str, ...] = ()  # conditions that must be given (e.g. "reference", "prompt")
     accepts: tuple[str, ...] = ()  # optional conditions (e.g. "hints", "temperature")
     weights: str = "none"  # where weights come from, in words
-    default_weights: str | None = None  # shipped folder name, local path or Hub id
+    default_weights: str | None = None  # a weights spec: shipped:NAME, local path or Hub id
     trainable: bool = True
     defaults: dict[str, Any] = field(default_factory=dict)
 
@@ -126,10 +126,10 @@ def create_colorizer(
 
     ``weights``: ``"default"`` loads the shipped weights where the model has them (a model that
     needs weights and has none raises :class:`ModelUnavailable`); ``None`` builds it with fresh
-    (random or pretrained-backbone) weights; anything else is a local ``save_pretrained`` folder
-    or a Hub id.
+    (random or pretrained-backbone) weights; anything else is a local ``save_pretrained`` folder,
+    a Hub id or ``official`` (the authors' released checkpoint, converted on first use).
     """
-    from .weights import resolve_weights
+    from .weights import default_weights_problem, resolve_weights
 
     info = colorizer_info(name)
     if weights is None:
@@ -138,10 +138,7 @@ def create_colorizer(
         if info.default_weights is None:
             if not info.trainable:  # baselines carry no trained weights
                 return info.factory(**{**info.defaults, **kwargs})
-            raise ModelUnavailable(
-                f"model {name!r} has no default weights in this installation; train it "
-                f"(`accelerate launch -m train --model {name} ...`) and pass --weights RUN/final"
-            )
+            raise ModelUnavailable(default_weights_problem(info))
         weights = info.default_weights
     folder = resolve_weights(weights, model_name=name)
     cls = info.factory

@@ -1,13 +1,22 @@
-"""Where a model's weights come from: the shipped folder, a local folder, or a Hub id."""
+"""Where a model's weights come from: the shipped folder, a local folder, a Hub id, or an
+official checkpoint converted on first use.
+
+One way to say where a model's default weights are: ``register_colorizer(default_weights=...)``
+with a spec that :func:`resolve_weights` understands (``shipped:NAME``, a Hub id,
+``official``); :func:`default_weights_problem` says whether
+they can be had here without loading or downloading anything.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .errors import ModelUnavailable
+from .errors import ModelUnavailable, WeightsNotDownloaded
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+#: the weights spec naming a model's official published checkpoint
+OFFICIAL_SPEC = "official"
 
 
 def shipped_weights(model_name: str) -> Path | None:
@@ -24,10 +33,16 @@ def _looks_like_hub_id(spec: str) -> bool:
 def resolve_weights(spec: str | os.PathLike, model_name: str = "model") -> Path:
     """Turn a weights spec into a local folder.
 
-    ``spec`` may be ``shipped:NAME`` (the package's own folder), a local folder, or a Hub id
-    (``owner/name``), which is downloaded (or found in the cache when offline).
+    ``spec`` may be ``shipped:NAME`` (the package's own folder), a local folder, a Hub id
+    (``owner/name``), which is downloaded (or found in the cache when offline), or ``official``
+    (``model_name``'s official checkpoint, downloaded and converted once: see
+    :mod:`deepcolor.convert.official`).
     """
     text = str(spec)
+    if text == OFFICIAL_SPEC and not Path(text).exists():
+        from .convert.official import official_folder
+
+        return official_folder(model_name)
     if text.startswith("shipped:"):
         folder = shipped_weights(text.split(":", 1)[1])
         if folder is None:
@@ -66,6 +81,18 @@ def offline_advice() -> str:
     return ", or unset HF_HUB_OFFLINE" if hub_offline() else ""
 
 
+def in_hub_cache(repo_id: str) -> Path | None:
+    """The cached snapshot folder of ``repo_id`` when it holds a ``config.json``, else None
+    (never downloads)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # any miss or malformed id means "not here"
+        return None
+    return folder if (folder / "config.json").is_file() else None
+
+
 def download_from_hub(repo_id: str, model_name: str = "model", **kwargs) -> Path:
     """``snapshot_download`` with an error that says what to do when offline."""
     from huggingface_hub import snapshot_download
@@ -74,9 +101,59 @@ def download_from_hub(repo_id: str, model_name: str = "model", **kwargs) -> Path
     try:
         return Path(snapshot_download(repo_id, **kwargs))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise ModelUnavailable(
+        if hub_offline():
+            raise WeightsNotDownloaded(hub_offline_message(repo_id, model_name)) from exc
+        raise WeightsNotDownloaded(
             f"weights for {model_name!r}: the Hub repository {repo_id!r} is not in the local "
             f"cache and cannot be downloaded here ({type(exc).__name__}). On a machine with "
-            f"internet run `hf download {repo_id} --local-dir FOLDER` and pass that folder "
-            f"instead{offline_advice()}."
+            f"internet run {_fetch_advice(repo_id, model_name)} and pass that folder as "
+            "--weights FOLDER."
         ) from exc
+
+
+def _fetch_advice(repo_id: str, model_name: str) -> str:
+    """`deepcolor download NAME` for a model's own published weights, else `hf download`."""
+    hf = f"`hf download {repo_id} --local-dir FOLDER`"
+    from .registry import _REGISTRY
+
+    info = _REGISTRY.get(model_name)
+    if info is not None and info.default_weights == repo_id:
+        return f"`deepcolor download {model_name}` (it prints the folder) or {hf}"
+    return hf
+
+
+def default_weights_problem(info) -> str:  # info: registry.ColorizerInfo (import cycle)
+    """Empty when ``info``'s default weights can be had here, else why not, in one line.
+
+    Nothing is loaded or downloaded: shipped and local folders must exist, Hub ids and official
+    checkpoints must be cached or downloads allowed (HF_HUB_OFFLINE unset).
+    """
+    spec = info.default_weights
+    if spec is None:
+        if not info.trainable:
+            return ""  # baselines carry no weights
+        return (
+            f"model {info.name!r} has no default weights in this installation; train it "
+            f"(`accelerate launch -m train --model {info.name} ...`) and pass --weights RUN/final"
+        )
+    if _looks_like_hub_id(spec) and not Path(spec).expanduser().exists():
+        if not hub_offline() or in_hub_cache(spec) is not None:
+            return ""  # cached, or downloaded on first use
+        return hub_offline_message(spec, info.name)
+    if spec == OFFICIAL_SPEC and not hub_offline():
+        return ""  # cached, or downloaded and converted on first use
+    try:
+        resolve_weights(spec, model_name=info.name)  # folders only: nothing is downloaded
+    except ModelUnavailable as exc:
+        return str(exc)
+    return ""
+
+
+def hub_offline_message(repo_id: str, model_name: str) -> str:
+    """Why a Hub repository that is not cached cannot be had while offline, and what to do."""
+    return (
+        f"weights for {model_name!r}: the Hub repository {repo_id!r} is not in the local cache "
+        f"and downloads are off (HF_HUB_OFFLINE is set). On a machine with internet run "
+        f"{_fetch_advice(repo_id, model_name)} and pass that folder as --weights FOLDER, or "
+        "unset HF_HUB_OFFLINE."
+    )

@@ -1,0 +1,172 @@
+"""Zhang et al.'s official checkpoints on first use: download, check, convert once, cache.
+
+``--weights official`` with ``eccv16`` or ``siggraph17`` (``deepcolor download eccv16-official``
+beforehand, for an offline machine) downloads the released ``.pth`` (URLs in
+:mod:`deepcolor.convert.eccv16` / :mod:`deepcolor.convert.siggraph17`), checks that its SHA-256
+starts with the prefix in its file name, converts it to the ``full`` variant and keeps only the
+converted ``save_pretrained`` folder, under ``<cache>/converted/<name>-<prefix>`` (``<cache>``:
+``DEEPCOLOR_CACHE``, else ``deepcolor`` in the Hugging Face home). The folder appears in one
+rename when complete, so a cut download, a wrong file or a failed conversion leaves nothing there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelUnavailable, WeightsNotDownloaded
+
+CACHE_ENV = "DEEPCOLOR_CACHE"
+#: what a converted folder records about its origin
+PROVENANCE_FILE = "deepcolor_source.json"
+
+
+@dataclass(frozen=True)
+class OfficialCheckpoint:
+    """One released checkpoint of a registered model."""
+
+    model: str  # registered model name
+    file_name: str  # the official file, its SHA-256 prefix after the last "-"
+    url: str
+    load: Callable[[Path], object]  # path -> the converted Colorizer
+
+    @property
+    def sha256_prefix(self) -> str:
+        return Path(self.file_name).stem.rsplit("-", 1)[-1]
+
+    @property
+    def key(self) -> str:
+        """The name ``deepcolor download`` takes."""
+        return f"{self.model}-official"
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.model}-{self.sha256_prefix}"
+
+
+def _load_eccv16(path: Path):
+    from .eccv16 import load_eccv16_checkpoint
+
+    return load_eccv16_checkpoint(path)
+
+
+def _load_siggraph17(path: Path):
+    from .siggraph17 import load_siggraph17_checkpoint
+
+    return load_siggraph17_checkpoint(path)
+
+
+def _official_checkpoints() -> dict[str, OfficialCheckpoint]:
+    from . import eccv16, siggraph17
+
+    return {
+        "eccv16": OfficialCheckpoint(
+            "eccv16", eccv16.OFFICIAL_FILE, eccv16.OFFICIAL_URL, _load_eccv16
+        ),
+        "siggraph17": OfficialCheckpoint(
+            "siggraph17", siggraph17.OFFICIAL_FILE, siggraph17.OFFICIAL_URL, _load_siggraph17
+        ),
+    }
+
+
+#: registered model -> its official checkpoint
+OFFICIAL: dict[str, OfficialCheckpoint] = _official_checkpoints()
+
+
+def cache_root() -> Path:
+    """``DEEPCOLOR_CACHE``, else ``deepcolor`` in the Hugging Face home (``HF_HOME``)."""
+    configured = os.environ.get(CACHE_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    from huggingface_hub import constants
+
+    return Path(os.environ.get("HF_HOME") or constants.HF_HOME).expanduser() / "deepcolor"
+
+
+def official_checkpoint(model: str) -> OfficialCheckpoint:
+    try:
+        return OFFICIAL[model]
+    except KeyError:
+        raise ModelUnavailable(
+            f"model {model!r} has no official published checkpoint (those exist for "
+            f"{', '.join(OFFICIAL)})"
+        ) from None
+
+
+def converted_folder(model: str) -> Path:
+    """Where the converted folder of ``model``'s official checkpoint lives (present or not)."""
+    return cache_root() / "converted" / official_checkpoint(model).folder_name
+
+
+def cached_official_folder(model: str) -> Path | None:
+    """The converted folder if it is complete in the cache, else None (never downloads)."""
+    folder = converted_folder(model)
+    return folder if (folder / "config.json").is_file() else None
+
+
+def official_folder(model: str) -> Path:
+    """The converted ``save_pretrained`` folder of ``model``'s official checkpoint.
+
+    Cached: returned at once. Otherwise downloaded, checked and converted (once, under a file
+    lock so that two processes do not both download); offline or on failure a
+    :class:`~deepcolor.errors.WeightsNotDownloaded` says what to run instead.
+    """
+    from filelock import FileLock
+
+    from ..weights import hub_offline
+
+    checkpoint = official_checkpoint(model)
+    final = converted_folder(model)
+    if (final / "config.json").is_file():
+        return final
+    retry = (
+        f"on a machine with internet run `deepcolor download {checkpoint.key}` and pass the "
+        "folder it prints as --weights FOLDER"
+    )
+    if hub_offline():
+        raise WeightsNotDownloaded(
+            f"weights for {model!r}: the official {checkpoint.file_name} is not in the cache "
+            f"({final}) and downloads are off (HF_HUB_OFFLINE is set); {retry}, or unset "
+            "HF_HUB_OFFLINE"
+        )
+    locks = cache_root() / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"{checkpoint.folder_name}.lock")):
+        if (final / "config.json").is_file():  # another process finished it meanwhile
+            return final
+        _remove_stale_staging(final)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            _download_and_convert(checkpoint, staging, retry)
+            os.replace(staging / "folder", final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _download_and_convert(checkpoint: OfficialCheckpoint, staging: Path, retry: str) -> None:
+    from .download import download_verified
+
+    source = download_verified(
+        checkpoint.url,
+        staging / checkpoint.file_name,
+        sha256_prefix=checkpoint.sha256_prefix,
+        what=f"weights for {checkpoint.model!r}: the official {checkpoint.file_name}",
+        retry=retry,
+    )
+    model = checkpoint.load(source)
+    model.save_pretrained(staging / "folder")
+    provenance = {"url": checkpoint.url, "file": checkpoint.file_name, "variant": "full"}
+    (staging / "folder" / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+
+
+def _remove_stale_staging(final: Path) -> None:
+    """Staging folders left by a process that was killed (the caller holds the lock)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)
