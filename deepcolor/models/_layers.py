@@ -128,7 +128,26 @@ def colorful_images(ab: torch.Tensor, threshold: float = GRAY_THRESHOLD) -> torc
     return (ab.abs() > threshold).flatten(1).any(dim=1)
 
 
-# --- Zhang et al.'s blocks (eccv16, siggraph17) -----------------------------------------------
+# --- Zhang et al.'s networks (eccv16, siggraph17) ---------------------------------------------
+
+
+def check_variant(variants: dict[str, dict[str, Any]], variant: str) -> dict[str, Any]:
+    """The settings of ``variant``, or :class:`InvalidCondition` naming the choices."""
+    try:
+        return variants[variant]
+    except KeyError:
+        raise InvalidCondition(
+            f"unknown variant {variant!r}; choose from {', '.join(variants)}"
+        ) from None
+
+
+def check_widths(widths: Any, count: int) -> tuple[int, ...]:
+    """``count`` positive channel counts, as a tuple."""
+    widths = tuple(widths)
+    if len(widths) != count or any(int(c) < 1 for c in widths):
+        raise InvalidCondition(f"widths must be {count} positive channel counts, got {widths!r}")
+    return widths
+
 
 #: 3x3 convolutions in conv1..conv7 and their dilation
 DEPTHS = (2, 2, 3, 3, 3, 3, 3)

@@ -33,6 +33,8 @@ from ._layers import (
     DEPTHS,
     DILATIONS,
     check_temperature,
+    check_variant,
+    check_widths,
     colorful_images,
     conv_block,
     default_weights_for,
@@ -57,15 +59,6 @@ SIZE_MULTIPLE = 8
 OUTPUT_STRIDE = 4
 
 
-def check_variant(variant: str) -> dict[str, Any]:
-    try:
-        return VARIANTS[variant]
-    except KeyError:
-        raise InvalidCondition(
-            f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}"
-        ) from None
-
-
 @register_colorizer(
     "eccv16",
     summary="Zhang et al. 2016 (ECCV): 313-bin ab classification, annealed-mean colours "
@@ -87,13 +80,10 @@ class ECCV16Colorizer(Colorizer):
         working_size: int | None = None,
         temperature: float | None = None,
     ) -> None:
-        spec = check_variant(variant)
-        super().__init__(
-            working_size=spec["working_size"] if working_size is None else working_size
-        )
-        widths = tuple(spec["widths"] if widths is None else widths)
-        if len(widths) != 8 or any(int(c) < 1 for c in widths):
-            raise InvalidCondition(f"widths must be 8 positive channel counts, got {widths!r}")
+        spec = check_variant(VARIANTS, variant)
+        size = spec["working_size"] if working_size is None else working_size
+        super().__init__(working_size=size)
+        widths = check_widths(spec["widths"] if widths is None else widths, count=8)
         if variant == "full" and widths != FULL_WIDTHS:
             raise InvalidCondition(
                 "variant='full' has the paper's widths (it must load the official checkpoint); "

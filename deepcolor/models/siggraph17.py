@@ -46,6 +46,8 @@ from ..registry import register_colorizer
 from ._layers import (
     DEPTHS,
     DILATIONS,
+    check_variant,
+    check_widths,
     colorful_images,
     conv_block,
     default_weights_for,
@@ -87,13 +89,12 @@ GLOBAL_HINT_RATE = 0.5  # each global hint is given to half the training images
 HUBER_BETA = 1.0 / AB_SCALE
 
 
-def _check_variant(variant: str) -> dict[str, Any]:
-    try:
-        return VARIANTS[variant]
-    except KeyError:
-        raise InvalidCondition(
-            f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}"
-        ) from None
+def _decoder_block(channels: int, convs: int) -> nn.Sequential:
+    """ReLU (of the up-step's sum), ``[Conv3x3, ReLU] * convs``, then BatchNorm."""
+    layers: list[nn.Module] = [nn.ReLU(inplace=True)]
+    for _ in range(convs):
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.BatchNorm2d(channels))
 
 
 def _batch(x: torch.Tensor, batch: int, what: str) -> torch.Tensor:
@@ -129,15 +130,12 @@ class SIGGRAPH17Colorizer(Colorizer):
         propagate_hints: bool | None = None,
         propagation_in_loss: bool = False,
     ) -> None:
-        spec = _check_variant(variant)
+        spec = check_variant(VARIANTS, variant)
         if not 0 < hint_p <= 1:
             raise InvalidCondition(f"hint_p must be in (0, 1], got {hint_p}")
-        super().__init__(
-            working_size=spec["working_size"] if working_size is None else working_size
-        )
-        widths = tuple(spec["widths"] if widths is None else widths)
-        if len(widths) != 10 or any(int(c) < 1 for c in widths):
-            raise InvalidCondition(f"widths must be 10 positive channel counts, got {widths!r}")
+        size = spec["working_size"] if working_size is None else working_size
+        super().__init__(working_size=size)
+        widths = check_widths(spec["widths"] if widths is None else widths, count=10)
         global_branch = spec["global_branch"] if global_branch is None else bool(global_branch)
         if variant == "full" and (widths != FULL_WIDTHS or global_branch):
             raise InvalidCondition(
@@ -172,22 +170,10 @@ class SIGGRAPH17Colorizer(Colorizer):
         # the ReLU comes after the sum, as the first layer of the next block
         self.up8 = nn.ConvTranspose2d(c7, c8, 4, stride=2, padding=1)
         self.short8 = nn.Conv2d(c3, c8, 3, padding=1)
-        self.conv8 = nn.Sequential(
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c8, c8, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c8, c8, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.BatchNorm2d(c8),
-        )
+        self.conv8 = _decoder_block(c8, convs=2)
         self.up9 = nn.ConvTranspose2d(c8, c9, 4, stride=2, padding=1)
         self.short9 = nn.Conv2d(c2, c9, 3, padding=1)
-        self.conv9 = nn.Sequential(
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c9, c9, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.BatchNorm2d(c9),
-        )
+        self.conv9 = _decoder_block(c9, convs=1)
         self.up10 = nn.ConvTranspose2d(c9, c10, 4, stride=2, padding=1)
         self.short10 = nn.Conv2d(c1, c10, 3, padding=1)
         self.conv10 = nn.Sequential(
