@@ -142,6 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-recursive", action="store_true", help="do not descend into subfolders"
     )
     _add_condition_args(colorize)
+    colorize.add_argument(
+        "--video-format",
+        default="mp4",
+        choices=("mp4", "lossless", "png"),
+        help="clips (.mp4 .mov .avi .mkv .webm ...): mp4 = H.264 (default), lossless = FFV1 in "
+        ".mkv, png = a folder of frames; frame count, rate, size, rotation and audio are kept",
+    )
+    colorize.add_argument(
+        "--frames-fps",
+        type=float,
+        metavar="FPS",
+        help="treat folder INPUTs as clips of numbered frames at FPS frames per second",
+    )
+    colorize.add_argument(
+        "--no-stabilize",
+        action="store_true",
+        help="clips: colourise every frame on its own (no temporal stabilisation; flickers)",
+    )
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -223,7 +241,22 @@ def cmd_colorize(args) -> int:
     from tqdm.auto import tqdm
 
     from .pipeline import find_image_files
+    from .video import run_clips, split_clips
 
+    clips, args.inputs = split_clips(args.inputs, args.frames_fps)
+    if clips:
+        status = run_clips(
+            clips,
+            Path(args.output),
+            _pipeline(args, args.model),
+            _conditions(args),
+            video_format=args.video_format,
+            suffix=args.suffix,
+            overwrite=args.overwrite,
+            frames_fps=args.frames_fps,
+            stabilize=not args.no_stabilize,
+        )
+        return max(status, cmd_colorize(args)) if args.inputs else status
     out_dir = Path(args.output)
     found = find_image_files(args.inputs, recursive=not args.no_recursive, skip=out_dir)
     if not found:

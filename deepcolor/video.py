@@ -292,7 +292,7 @@ def probe_clip(path: str | os.PathLike, frames_fps: float | None = None) -> Clip
     if path.is_dir():
         return _probe_folder(path, frames_fps or 25.0)
     if not path.is_file():
-        raise InvalidVideo(f"{path}: no such file")
+        raise InvalidVideo(f"{path.name}: no such file or folder")
     import av
 
     try:
@@ -687,3 +687,103 @@ def _replace(partial: Path, target: Path) -> None:
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(partial, target)
+
+
+# --- the command line's loop over clips -----------------------------------------------------------
+def split_clips(
+    inputs: Iterable[str], frames_fps: float | None = None
+) -> tuple[list[Path], list[str]]:
+    """(clips, the other inputs): video files (named or matched by a glob), and folders when
+    ``frames_fps`` says that folders are clips of numbered frames."""
+    from glob import glob
+
+    clips: list[Path] = []
+    others: list[str] = []
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if any(ch in text for ch in "*?["):
+            matches = [Path(p) for p in sorted(glob(text, recursive=True))]
+            videos = [p for p in matches if p.is_file() and is_video_file(p)]
+            clips.extend(videos)
+            if len(videos) < len(matches) or not matches:
+                others.append(text)  # the photo path picks up (or reports) the rest
+        elif is_video_file(path) or (frames_fps is not None and path.is_dir()):
+            clips.append(path)
+        else:
+            others.append(text)
+    return clips, others
+
+
+def run_clips(
+    clips: list[Path],
+    out_dir: Path,
+    pipe,
+    conditions: dict[str, Any],
+    *,
+    video_format: str = "mp4",
+    suffix: str = "",
+    overwrite: bool = False,
+    frames_fps: float | None = None,
+    stabilize: bool = True,
+) -> int:
+    """Colourise each clip into ``out_dir`` with a progress bar; report; 0, or 1 if any failed.
+
+    Mistakes that would fail every clip (conditions, model weights) raise at once.
+    """
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from .errors import InvalidCondition, ModelUnavailable
+
+    conditions = video_conditions(pipe, conditions)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeepColorError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
+    failures: list[tuple[Path, str]] = []
+    for clip in clips:
+        target = output_path(out_dir, clip, video_format, suffix)
+        bar = tqdm(desc=f"{clip.name} ({pipe.model.name})", unit="frame", leave=True)
+
+        def advance(done: int, total: int, bar=bar) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            if target.resolve() == clip.resolve():
+                raise DeepColorError(
+                    f"output {target} would overwrite the input; choose another -o"
+                )
+            result = colorize_video(
+                clip,
+                target,
+                pipe,
+                conditions=conditions,
+                stabilize=stabilize,
+                output_format=video_format,
+                frames_fps=frames_fps,
+                overwrite=overwrite,
+                progress=advance,
+            )
+        except (InvalidCondition, ModelUnavailable):
+            raise
+        except (DeepColorError, OSError) as exc:
+            reason = str(exc)
+            failures.append((clip, reason.removeprefix(f"{clip.name}: ")))
+            continue
+        finally:
+            bar.close()
+        for note in result.notes:
+            print(f"note: {clip.name}: {note}", file=sys.stderr)
+        print(
+            f"{clip} -> {result.path}: {result.frames} frames, {result.shots} shot(s), "
+            f"{result.seconds:.1f} s"
+        )
+    if failures:
+        print(f"{len(failures)} of {len(clips)} clip(s) failed:", file=sys.stderr)
+        for clip, reason in failures:
+            print(f"  {clip}: {reason}", file=sys.stderr)
+        return 1
+    return 0
