@@ -1,4 +1,5 @@
-"""The ``deepcolor`` command: ``colorize``, ``evaluate``, ``models``. Thin wiring over the library."""
+"""The ``deepcolor`` command: ``colorize``, ``evaluate``, ``models``, ``download``. Thin wiring
+over the library."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import DeepColorError, InvalidCondition, ModelUnavailable
+from .errors import DeepColorError, InvalidCondition, ModelUnavailable, WeightsNotDownloaded
 from .registry import DEFAULT_AUTOMATIC, list_colorizers
 
 EPILOG = """examples:
   deepcolor models
+  deepcolor download ddcolor ddcolor-tiny      # published weights, for later offline use
   deepcolor colorize old-photo.jpg -o out/ --model unet
   deepcolor colorize 'scans/**/*.tif' -o out/ --model siggraph17
   deepcolor evaluate ../shared/data/eval/kodak24 --model gray --model tint --csv kodak.csv
 """
 
 
-#: what `colorize` uses when no --model is given (the app's default too)
+#: the shipped automatic model `colorize` falls back to when ddcolor's weights cannot be had
 DEFAULT_MODEL = DEFAULT_AUTOMATIC
 
 
@@ -75,14 +77,16 @@ def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> 
         parser.add_argument(
             "--model",
             "-m",
-            default=DEFAULT_MODEL,
-            help=f"model name (default: {DEFAULT_MODEL}, the shipped automatic model); see "
-            "`deepcolor models`",
+            default=None,
+            help="model name (default: ddcolor when its published weights are cached or can be "
+            f"downloaded, else {DEFAULT_MODEL}, the shipped automatic model; "
+            "DEEPCOLOR_DEFAULT_MODEL overrides); see `deepcolor models`",
         )
     parser.add_argument(
         "--weights",
         default="default",
-        help="'default' (shipped weights), a save_pretrained folder (e.g. RUN/final) or a Hub id",
+        help="'default' (shipped or published weights), a save_pretrained folder (e.g. "
+        "RUN/final), a Hub id, or 'official' (eccv16 / siggraph17: the authors' checkpoint)",
     )
     parser.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps (default: auto)"
@@ -179,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="List every registered model, what it needs and takes; the default is marked.",
     )
     models.add_argument("--verbose", "-v", action="store_true", help="also show weights sources")
+
+    download = sub.add_parser(
+        "download",
+        help="fetch published weights now (for an offline machine or a Space image)",
+        description="Download published weights into the Hugging Face cache (DDColor) or "
+        "download and convert them into DeepColor's cache (official eccv16 / siggraph17; "
+        "DEEPCOLOR_CACHE), and print each folder: copy it to an offline machine and pass it as "
+        "--weights FOLDER. Names: see `deepcolor models`.",
+    )
+    download.add_argument("names", nargs="+", metavar="NAME", help="e.g. ddcolor, eccv16-official")
     return parser
 
 
@@ -196,15 +210,39 @@ def _pipeline(args, model_name: str):
 
 
 def cmd_models(args) -> int:
+    from .published import choose_default_model, published_weights
+
+    default = choose_default_model()
+    published: dict[str, list] = {}
+    for entry in published_weights():
+        published.setdefault(entry.model, []).append(entry)
     infos = list_colorizers()
     width = max(len(i.name) for i in infos) + 2
     for info in infos:
-        name = f"{info.name} *" if info.name == DEFAULT_MODEL else info.name
+        name = f"{info.name} *" if info.name == default.name else info.name
         print(f"{name:<{width}}  {info.summary}")
         print(f"{'':<{width}}  conditions: {info.describe_conditions()}")
+        for entry in published.get(info.name, []):
+            print(f"{'':<{width}}  {_published_line(entry)}")
         if args.verbose:
             print(f"{'':<{width}}  weights: {info.weights}")
-    print("\n* the default (`deepcolor colorize` without --model)")
+    print(f"\n* the {default.line()}")
+    return 0
+
+
+def _published_line(entry) -> str:
+    """Source, size, licence and whether cached, for one published set of weights."""
+    how = "" if entry.weights != "official" else " (--weights official)"
+    state = "cached" if entry.cached else f"not cached: `deepcolor download {entry.key}`"
+    return f"published weights{how}: {entry.source}, {entry.size_label}, {entry.licence}; {state}"
+
+
+def cmd_download(args) -> int:
+    from .published import find_published
+
+    entries = [find_published(name) for name in args.names]  # every name checked first
+    for entry in entries:
+        print(f"{entry.key}: {entry.fetch()}")
     return 0
 
 
@@ -221,14 +259,10 @@ def _conditions(args) -> dict:
         if value is not None
     }
     if args.reference is not None:
-        import torch
+        from .pipeline import reference_tensor
 
-        from .images import load_image
-
-        reference = load_image(
-            args.reference, max_pixels=int(args.max_megapixels * 1e6), keep_alpha=False
-        )
-        conditions["reference"] = torch.from_numpy(reference.rgb).permute(2, 0, 1).float()
+        max_pixels = int(args.max_megapixels * 1e6)
+        conditions["reference"] = reference_tensor(args.reference, max_pixels=max_pixels)
     return conditions
 
 
@@ -263,6 +297,12 @@ def cmd_colorize(args) -> int:
         print("error: no input images found", file=sys.stderr)
         return 2
     conditions = _conditions(args)
+    if args.model is None:
+        from .published import choose_default_model
+
+        choice = choose_default_model()
+        print(choice.line(), file=sys.stderr)
+        args.model = choice.name
     pipe = _pipeline(args, args.model)  # an unknown model fails before anything is created
     pipe.model.check_conditions(conditions)
     try:
@@ -348,11 +388,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handler = {"models": cmd_models, "colorize": cmd_colorize, "evaluate": cmd_evaluate}[
-        args.command
-    ]
+    handler = {
+        "models": cmd_models,
+        "colorize": cmd_colorize,
+        "evaluate": cmd_evaluate,
+        "download": cmd_download,
+    }[args.command]
     try:
         return handler(args)
+    except WeightsNotDownloaded as exc:  # what to run elsewhere, or --weights FOLDER
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except DeepColorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
