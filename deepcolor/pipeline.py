@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .color import join_lab, lab_to_rgb, rgb_to_lab
+from .color import join_lab, lab_to_rgb, rgb_to_luminance
 from .errors import DeviceUnavailable, InvalidCondition
 from .hints import as_point_hints, encode_point_hints
 from .images import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_pil, to_uint8
@@ -97,7 +97,6 @@ class ColorizationResult:
     source: str
     original: np.ndarray | None = None  # (H, W, 3) uint8 when the input was in colour
     seconds: float = 0.0
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # the arrays would print thousands of numbers
         height, width = self.rgb.shape[:2]
@@ -118,6 +117,27 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return x
     shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+def lightness(image: LoadedImage) -> torch.Tensor:
+    """The image's CIELAB L, ``(1, 1, H, W)`` float64: what every model starts from."""
+    return rgb_to_luminance(torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0))
+
+
+def recombine(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
+    """Full-resolution ``L (1,1,H,W)`` and ``ab (1,2,H,W)`` -> uint8 RGB ``(H, W, 3)``."""
+    return to_uint8(lab_to_rgb(join_lab(L, ab.to(L.dtype)))[0].permute(1, 2, 0).numpy())
+
+
+def reference_tensor(reference: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """A reference photo (path, bytes, array, PIL image or RGB tensor) as ``(1, 3, h, w)``
+    float32 in [0, 1], decoded by :func:`~deepcolor.images.load_image` like every photo."""
+    if isinstance(reference, torch.Tensor):
+        ref = reference if reference.dim() == 4 else reference.unsqueeze(0)
+    else:
+        image = load_image(reference, max_pixels=max_pixels, keep_alpha=False)
+        ref = torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0)
+    return ref.to(torch.float32)
 
 
 class ColorizationPipeline:
@@ -160,7 +180,8 @@ class ColorizationPipeline:
         loaded = [load_image(img, max_pixels=self.max_pixels) for img in images]
         per_image_hints = self._split_hints(conditions.pop("hints", None), len(loaded))
         if conditions.get("reference") is not None:
-            conditions["reference"] = self._reference_tensor(conditions["reference"])
+            reference = reference_tensor(conditions["reference"], self.max_pixels)
+            conditions["reference"] = reference.to(self.device)
         results: list[ColorizationResult] = []
         size = self.model.working_size
         if size is not None and not any(per_image_hints):
@@ -176,23 +197,20 @@ class ColorizationPipeline:
         return results
 
     def predict_ab(self, L: torch.Tensor, **conditions: Any) -> torch.Tensor:
-        """Full-resolution ``L (B,1,H,W)`` -> full-resolution ``ab`` (float32, CPU)."""
-        height, width = L.shape[-2:]
-        work = self._working_shape(height, width)
-        L_work = _resize(L.to(torch.float32), work).to(self.device)
-        if "hints" in conditions:
-            conditions = dict(conditions)
-            hint_ab, mask = encode_point_hints(conditions.pop("hints"), *work)
-            conditions["hints"] = (
-                hint_ab.to(self.device).expand(L.shape[0], -1, -1, -1),
-                mask.to(self.device).expand(L.shape[0], -1, -1, -1),
-            )
-        with torch.inference_mode(), self._autocast():
-            ab = self.model.predict(L_work, **conditions)
-        ab = ab.float().cpu()
-        if not torch.isfinite(ab).all():
-            raise RuntimeError(f"model {self.model.name!r} produced non-finite colours")
-        return _resize(ab, (height, width))
+        """Full-resolution ``L (B,1,H,W)`` -> full-resolution ``ab`` (float32, CPU).
+
+        The public path for L already in memory (video frames, an app's photo): the model runs
+        at its working size, on the pipeline's device and dtype, exactly as for a file.
+        ``hints`` are point hints (:class:`~deepcolor.hints.PointHint`), as for ``__call__``.
+        """
+        ab = self._predict_working(self.to_working_size(L), conditions)
+        return _resize(ab, tuple(L.shape[-2:]))
+
+    def to_working_size(self, L: torch.Tensor) -> torch.Tensor:
+        """Full-resolution ``L (B,1,H,W)`` -> float32 L at the model's working size, on the
+        pipeline's device (antialiased when shrinking)."""
+        work = self._working_shape(*L.shape[-2:])
+        return _resize(L.to(torch.float32), work).to(self.device)
 
     def bin_distribution(self, L: torch.Tensor) -> torch.Tensor:
         """Full-resolution ``L (1,1,H,W)`` -> the model's probabilities of the 313 ab bins,
@@ -202,10 +220,8 @@ class ColorizationPipeline:
         """
         if not hasattr(self.model, "bin_distribution"):
             raise InvalidCondition(f"model {self.model.name!r} gives no colour distribution")
-        work = self._working_shape(*L.shape[-2:])
-        L_work = _resize(L.to(torch.float32), work).to(self.device)
         with torch.inference_mode(), self._autocast():
-            probs = self.model.bin_distribution(L_work)
+            probs = self.model.bin_distribution(self.to_working_size(L))
         return probs.float().cpu()[0]
 
     # --- internals ----------------------------------------------------------------------------
@@ -225,38 +241,44 @@ class ColorizationPipeline:
             max(multiple, round(width / multiple) * multiple),
         )
 
+    def _predict_working(self, L_work: torch.Tensor, conditions: dict) -> torch.Tensor:
+        """L at the working size -> ab there (float32, CPU); every prediction comes here."""
+        if "hints" in conditions:
+            conditions = dict(conditions)
+            hint_ab, mask = encode_point_hints(conditions.pop("hints"), *L_work.shape[-2:])
+            conditions["hints"] = (
+                hint_ab.to(self.device).expand(L_work.shape[0], -1, -1, -1),
+                mask.to(self.device).expand(L_work.shape[0], -1, -1, -1),
+            )
+        with torch.inference_mode(), self._autocast():
+            ab = self.model.predict(L_work, **conditions)
+        ab = ab.float().cpu()
+        if not torch.isfinite(ab).all():
+            raise RuntimeError(f"model {self.model.name!r} produced non-finite colours")
+        return ab
+
     def _run_batch(self, images: list[LoadedImage], conditions: dict) -> list[ColorizationResult]:
         start = time.perf_counter()
-        L_full = [
-            rgb_to_lab(torch.from_numpy(img.rgb).permute(2, 0, 1))[:1].unsqueeze(0)
-            for img in images
-        ]
+        L_full = [lightness(img) for img in images]
         if self.model.working_size is not None and len(images) > 1:
-            work = self._working_shape(*L_full[0].shape[-2:])
-            L_small = torch.cat([_resize(L.float(), work) for L in L_full])
-            ab_small = self._predict_small(L_small, conditions)
-            ab_full = [_resize(ab_small[i : i + 1], L.shape[-2:]) for i, L in enumerate(L_full)]
+            # one working size for all: the photos go through the model as one batch
+            L_work = torch.cat([self.to_working_size(L) for L in L_full])
+            ab_work = self._predict_working(L_work, conditions)
+            ab_full = [_resize(ab_work[i : i + 1], L.shape[-2:]) for i, L in enumerate(L_full)]
         else:
             ab_full = [self.predict_ab(L, **conditions) for L in L_full]
         elapsed = (time.perf_counter() - start) / len(images)
         return [
-            self._recombine(img, L, ab, elapsed)
+            self._result(img, L, ab, elapsed)
             for img, L, ab in zip(images, L_full, ab_full, strict=True)
         ]
 
-    def _predict_small(self, L_small: torch.Tensor, conditions: dict) -> torch.Tensor:
-        with torch.inference_mode(), self._autocast():
-            ab = self.model.predict(L_small.to(self.device), **conditions)
-        return ab.float().cpu()
-
-    def _recombine(
+    def _result(
         self, image: LoadedImage, L: torch.Tensor, ab: torch.Tensor, seconds: float
     ) -> ColorizationResult:
-        lab = join_lab(L, ab.to(L.dtype))
-        rgb = lab_to_rgb(lab)[0].permute(1, 2, 0).numpy()
         original = to_uint8(image.rgb) if image.is_color else None
         return ColorizationResult(
-            rgb=to_uint8(rgb),
+            rgb=recombine(L, ab),
             alpha=image.alpha,
             L=L[0, 0].numpy(),
             ab=ab[0].permute(1, 2, 0).numpy().astype(np.float32),
@@ -280,14 +302,6 @@ class ColorizationPipeline:
                 )
             return [as_point_hints(h) for h in hints]
         return [as_point_hints(hints)]
-
-    def _reference_tensor(self, reference) -> torch.Tensor:
-        if isinstance(reference, torch.Tensor):
-            ref = reference if reference.dim() == 4 else reference.unsqueeze(0)
-        else:
-            img = load_image(reference, max_pixels=self.max_pixels, keep_alpha=False)
-            ref = torch.from_numpy(img.rgb).permute(2, 0, 1).unsqueeze(0)
-        return ref.to(self.device, torch.float32)
 
 
 def _is_number(value) -> bool:

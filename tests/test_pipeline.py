@@ -60,6 +60,15 @@ def test_batching_groups_images_by_batch_size():
     assert [s[0][0] for s in spy.seen] == [2, 2, 1]
 
 
+@pytest.mark.parametrize("count", [1, 3])
+def test_non_finite_colours_are_refused_alone_and_in_a_batch(count):
+    spy = _SpyModel(working_size=16)
+    pipe = ColorizationPipeline(spy, batch_size=4)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        pipe([_photo(20, 30, s) for s in range(count)], strength=float("nan"))
+    assert [s[0][0] for s in spy.seen] == [count]  # the batch went through the model at once
+
+
 def test_full_resolution_models_get_full_size():
     result = ColorizationPipeline("gray")(_photo(33, 47))
     assert result.rgb.shape == (33, 47, 3)
