@@ -9,6 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 _SMALL_DECODER = {"decoder_max_width": 16, "decoder_min_width": 8, "pretrained_encoder": False}
+_TINY_DDCOLOR = {
+    "input_size": 32,
+    "encoder_depths": [1, 1, 1, 1],
+    "encoder_dims": [8, 16, 24, 32],
+    # wide enough at the output (queries x pixel channels) to learn visibly in a few steps
+    "nf": 64,
+    "hidden_dim": 32,
+    "nheads": 2,
+    "dim_feedforward": 32,
+    "num_queries": 32,
+    "dec_layers": 3,
+}
 
 TINY_KWARGS: dict[str, dict[str, Any]] = {
     "eccv16": {"widths": [4, 8, 8, 8, 8, 8, 8, 8], "working_size": 16},
@@ -34,4 +46,8 @@ TINY_KWARGS: dict[str, dict[str, Any]] = {
     },
     "fusion": {"pretrained_embedding": False, "width": 8, "working_size": 32},
     "exemplar": {**_SMALL_DECODER, "working_size": 32, "match_dim": 8},
+    **{
+        name: _TINY_DDCOLOR
+        for name in ("ddcolor", "ddcolor-artistic", "ddcolor-paper", "ddcolor-tiny")
+    },
 }

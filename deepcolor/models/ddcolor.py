@@ -151,6 +151,26 @@ def icnr_(weight: torch.Tensor, scale: int) -> None:
         weight.copy_(base.repeat_interleave(scale**2, dim=0))
 
 
+@torch.no_grad()
+def settle_spectral_norms(model: nn.Module, iterations: int = 30) -> None:
+    """Run the power iteration of every spectral-normalised convolution to convergence.
+
+    ``spectral_norm`` starts from random singular vectors and refines them one step per
+    training forward; a fresh model used for inference right away would divide its weights by
+    a random, far too small sigma. Loaded checkpoints bring their own vectors.
+    """
+    for module in model.modules():
+        if not hasattr(module, "weight_orig"):
+            continue
+        matrix = module.weight_orig.flatten(1)
+        v = module.weight_v
+        for _ in range(iterations):
+            u = F.normalize(matrix @ v, dim=0)
+            v = F.normalize(matrix.T @ u, dim=0)
+        module.weight_u.copy_(u)
+        module.weight_v.copy_(v)
+
+
 class PixelShuffleUp(nn.Module):
     """1x1 conv to ``cout * scale**2`` channels, ReLU, pixel shuffle, then a 2x2 blur (a
     replication pad and an average pool) that removes the remaining checkerboard."""
@@ -496,6 +516,7 @@ class DDColorColorizer(Colorizer):
         # ImageNet statistics of the encoder's input (the checkpoints carry their own copy)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        settle_spectral_norms(self)
 
     # --- the network ------------------------------------------------------------------------
     def colorize_rgb(self, rgb: torch.Tensor) -> torch.Tensor:
