@@ -116,7 +116,7 @@ def test_trains_checkpoints_resumes_and_loads_into_the_model(tiny_sd, hub, tmp_p
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _checkpoints(run) == ["checkpoint-1", "checkpoint-2"]
-    assert (run / "validation" / "step-000002.png").is_file()
+    assert (run / "validation" / "step-0000002.png").is_file()
     validation = [r for r in read_metrics(run / "metrics.csv") if r["split"] == "validation"]
     assert validation and validation[0]["ciede2000"] > 0 and validation[0]["psnr"] > 0
     assert [r["step"] for r in read_metrics(run / "metrics.csv") if r["split"] == "train"]
@@ -167,7 +167,7 @@ def test_caption_column_and_continuing_from_an_existing_controlnet(tiny_sd, hub,
     [
         (("--caption_column", "nope"), "available columns"),
         (("--image_column", "pixels"), "--image_column 'pixels'"),
-        (("--max_train_samples", "0"), "no rows"),
+        (("--max_train_samples", "0"), "--max_train_samples must be at least 1"),
         (
             ("--caption_template", "{label}", "--label_column", "text", "--train_batch_size", "9"),
             "fewer than one global batch",

@@ -17,6 +17,7 @@ from deepcolor.color import rgb_to_lab
 from train.config import parse_args
 from train.data import (
     Augmentation,
+    augmentation_from_args,
     ColorizationDataset,
     build_datasets,
     colourful_indices,
@@ -152,18 +153,20 @@ def _args(dataset, *extra):
 
 def test_build_datasets_applies_filter_and_limits(tmp_path):
     folder = write_hub_layout(tmp_path / "hub", n_train=10, n_val=4)
-    data = build_datasets(_args(folder, "--max_train_samples", "7", "--resolution", "16"), False)
+    args = _args(folder, "--max_train_samples", "7", "--resolution", "16")
+    data = build_datasets(args, augmentation=augmentation_from_args(args))
     assert (data.num_train, data.num_validation, data.num_filtered) == (7, 4, 0)
     assert set(data.train[0]) == {"rgb", "label"}
     gray = write_hub_layout(tmp_path / "gray", n_train=4, n_val=0, gray=True)  # 1 held out
     with pytest.raises(TrainingError, match="all 3 have colourfulness below"):
-        build_datasets(_args(gray, "--min_colourfulness", "5"), False)
+        args = _args(gray, "--min_colourfulness", "5")
+        build_datasets(args, augmentation=augmentation_from_args(args))
 
 
 def test_build_datasets_streaming_yields_references(tmp_path):
     folder = write_hub_layout(tmp_path / "hub", n_train=6, n_val=2)
     args = _args(folder, "--streaming", "--max_train_steps", "2", "--resolution", "16")
-    data = build_datasets(args, reference=True)
+    data = build_datasets(args, augmentation=augmentation_from_args(args), reference="own")
     items = list(data.train)
     assert data.num_train is None and len(items) == 6 and data.num_validation == 2
     assert items[0]["reference"].shape == (3, 16, 16) and "label" in items[0]

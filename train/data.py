@@ -9,9 +9,10 @@ Public, stable helpers (``train.controlnet`` uses them too):
 - :class:`Augmentation` - the switchable augmentation settings
 - :class:`ColorizationDataset` / :class:`StreamingColorizationDataset` - torch datasets of dicts
   ``{"rgb": uint8 (3, R, R), ["reference": uint8 (3, r, r)], ["label": int], ["caption": str]}``
+- :func:`caption_rule` - each photo's prompt: a caption column, a template, or nothing
 - :func:`to_lab_batch` - a collated batch (already on the device) -> ``{"L", "ab", ...}`` in
   CIELAB units, float32: the conversion runs batched on the accelerator, not in the workers
-- :func:`build_datasets` - all of the above from the parsed ``train`` arguments
+- :func:`build_datasets` - all of the above from the parsed arguments, map-style or streamed
 
 Every random choice of a sample (crop, flip, reference) is drawn from a generator seeded by
 ``(seed, epoch, index)``, so a sample looks the same whatever the number of workers or
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,39 @@ def resolve_columns(
         label = "label"
     caption = check("caption_column", caption_column) if caption_column else None
     return Columns(image, label, caption)
+
+
+#: ``(caption cell, label cell) -> prompt``
+CaptionRule = Callable[[Any, Any], str]
+
+
+def caption_rule(
+    dataset, columns: Columns, template: str | None, always: bool
+) -> CaptionRule | None:
+    """How each photo's caption is made: the caption column, else ``template`` (``{label}``
+    is the label's name), else ``""``; ``None`` when there is no caption column and captions
+    are not ``always`` wanted.
+    """
+    if columns.caption:
+        return lambda caption, label: str(caption)
+    if not always:
+        return None
+    if template is None:
+        return lambda caption, label: ""
+    if columns.label is None:
+        if "{label}" in template:
+            raise TrainingError(
+                f"--caption_template {template!r} uses {{label}} but the dataset has no label "
+                "column; name one with --label_column"
+            )
+        return lambda caption, label: template
+    feature = (getattr(dataset, "features", None) or {}).get(columns.label)
+    names = getattr(feature, "names", None)  # a ClassLabel's names (int -> str)
+
+    def fill(caption: Any, label: Any) -> str:
+        return template.format(label=names[int(label)] if names is not None else label).strip()
+
+    return fill
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,9 +483,11 @@ class StreamingColorizationDataset(IterableDataset):
         train: bool = True,
         reference: str | None = None,
         min_colourfulness: float | None = None,
+        captions: CaptionRule | None = None,
         seed: int = 0,
     ) -> None:
         self.stream, self.columns, self.batch_size = stream, columns, batch_size
+        self.captions = captions
         self.maker = _SampleMaker(augmentation, train, "own" if reference else None, seed)
         self.min_colourfulness = min_colourfulness
         self.epoch = 0
@@ -476,8 +512,10 @@ class StreamingColorizationDataset(IterableDataset):
             item = self.maker.make(rgb, (self.epoch, index))
             if self.columns.label:
                 item["label"] = int(row[self.columns.label])
-            if self.columns.caption:
-                item["caption"] = str(row[self.columns.caption])
+            if self.captions is not None:
+                item["caption"] = self.captions(
+                    row.get(self.columns.caption), row.get(self.columns.label)
+                )
             yield item
 
 
@@ -526,10 +564,42 @@ def _column(dataset, name: str | None) -> list | None:
     return None if name is None else list(dataset[name])
 
 
-def build_datasets(args, reference: bool) -> TrainData:
-    """The train and validation datasets described by the parsed ``train`` arguments.
+def _captions(rule: CaptionRule | None, captions: list | None, labels: list | None, n: int):
+    if rule is None:
+        return None
+    return [
+        rule(captions[i] if captions else None, labels[i] if labels else None) for i in range(n)
+    ]
 
-    ``reference``: whether the model takes an exemplar (adds ``"reference"`` to the items).
+
+def augmentation_from_args(args) -> Augmentation:
+    """The :class:`Augmentation` of ``-m train``'s options."""
+    return Augmentation(
+        resolution=args.resolution,
+        random_crop=args.random_crop,
+        crop_scale=tuple(args.crop_scale),
+        hflip=args.hflip,
+        rotation=args.rotation,
+        zoom=args.zoom,
+        shear=args.shear,
+        reference_resolution=args.reference_resolution,
+    )
+
+
+def build_datasets(
+    args,
+    *,
+    augmentation: Augmentation,
+    reference: str | None = None,
+    caption_template: str | None = None,
+    always_caption: bool = False,
+) -> TrainData:
+    """The train and validation datasets described by the parsed arguments (shared options).
+
+    ``reference``: the exemplar source (``"own"``, ``"label"``, ``"both"``) of a model that takes
+    one, else ``None``; ``always_caption``: every item gets a ``"caption"`` (see
+    :func:`caption_rule`). With ``--streaming`` the training set is a
+    :class:`StreamingColorizationDataset` and ``num_train`` is ``None``.
     """
     train_raw, val_raw = load_dataset_splits(
         args.dataset,
@@ -542,53 +612,49 @@ def build_datasets(args, reference: bool) -> TrainData:
         seed=args.seed,
     )
     columns = resolve_columns(train_raw, args.image_column, args.label_column, args.caption_column)
-    augmentation = Augmentation(
-        resolution=args.resolution,
-        random_crop=args.random_crop,
-        crop_scale=tuple(args.crop_scale),
-        hflip=args.hflip,
-        rotation=args.rotation,
-        zoom=args.zoom,
-        shear=args.shear,
-        reference_resolution=args.reference_resolution,
-    )
-    ref_mode = args.reference_source if reference else None
+    rule = caption_rule(train_raw, columns, caption_template, always_caption)
     train_raw = _maybe_truncate(train_raw, args.max_train_samples)
     val_raw = _maybe_truncate(val_raw, args.max_validation_samples)
-
-    # validation: always decoded in memory (small by construction)
+    validation = _validation_dataset(args, val_raw, columns, rule, augmentation, reference)
     if args.streaming:
-        val_rows = list(val_raw)
-        val_images = [_to_rgb_array(row[columns.image]) for row in val_rows]
-        val_labels = [int(r[columns.label]) for r in val_rows] if columns.label else None
-        val_captions = [str(r[columns.caption]) for r in val_rows] if columns.caption else None
-    else:
-        val_images = decode_images(val_raw, columns.image) if len(val_raw) else []
-        val_labels = _column(val_raw, columns.label)
-        val_captions = _column(val_raw, columns.caption)
-    validation = ColorizationDataset(
-        val_images,
-        augmentation=augmentation,
-        train=False,
-        labels=val_labels,
-        captions=val_captions,
-        reference=ref_mode,
-        seed=args.seed + 1,
-    )
-
-    if args.streaming:
-        stream = train_raw.shuffle(seed=args.seed, buffer_size=1000)
         train = StreamingColorizationDataset(
-            stream,
+            train_raw.shuffle(seed=args.seed, buffer_size=1000),
             columns,
             augmentation=augmentation,
             batch_size=args.train_batch_size,
-            reference=ref_mode,
+            reference=reference,
             min_colourfulness=args.min_colourfulness,
+            captions=rule,
             seed=args.seed,
         )
         return TrainData(train, validation, columns, None, len(validation), 0, args.dataset)
+    train, dropped = _map_style_train(args, train_raw, columns, rule, augmentation, reference)
+    return TrainData(train, validation, columns, len(train), len(validation), dropped, args.dataset)
 
+
+def _validation_dataset(args, val_raw, columns, rule, augmentation, reference):
+    """The held-out photos, always decoded in memory (small by construction)."""
+    if args.streaming:
+        rows = list(val_raw)
+        images = [_to_rgb_array(row[columns.image]) for row in rows]
+        labels = [int(r[columns.label]) for r in rows] if columns.label else None
+        captions = [r[columns.caption] for r in rows] if columns.caption else None
+    else:
+        images = decode_images(val_raw, columns.image) if len(val_raw) else []
+        labels, captions = _column(val_raw, columns.label), _column(val_raw, columns.caption)
+    return ColorizationDataset(
+        images,
+        augmentation=augmentation,
+        train=False,
+        labels=labels,
+        captions=_captions(rule, captions, labels, len(images)),
+        reference=reference,
+        seed=args.seed + 1,
+    )
+
+
+def _map_style_train(args, train_raw, columns, rule, augmentation, reference):
+    """(training dataset, photos dropped by --min_colourfulness) of a downloaded split."""
     if len(train_raw) == 0:
         raise TrainingError(
             f"the {args.train_split!r} split of {args.dataset!r} is empty: nothing to train on"
@@ -598,7 +664,8 @@ def build_datasets(args, reference: bool) -> TrainData:
         images = decode_images(train_raw, columns.image)
     else:
         images = LazyImages(train_raw, columns.image)
-    labels, captions = _column(train_raw, columns.label), _column(train_raw, columns.caption)
+    labels = _column(train_raw, columns.label)
+    captions = _captions(rule, _column(train_raw, columns.caption), labels, len(images))
     dropped = 0
     if args.min_colourfulness is not None:
         keep = colourful_indices(images, args.min_colourfulness)
@@ -620,7 +687,7 @@ def build_datasets(args, reference: bool) -> TrainData:
         train=True,
         labels=labels,
         captions=captions,
-        reference=ref_mode,
+        reference=reference,
         seed=args.seed,
     )
-    return TrainData(train, validation, columns, len(train), len(validation), dropped, args.dataset)
+    return train, dropped
