@@ -38,6 +38,7 @@ def download_verified(url: str, target: Path, *, sha256_prefix: str, what: str, 
     off, wrong hash); ``target`` then does not exist and no temporary file remains.
     """
     from huggingface_hub.file_download import http_get
+    from tqdm.auto import tqdm
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +48,8 @@ def download_verified(url: str, target: Path, *, sha256_prefix: str, what: str, 
     try:
         try:
             with os.fdopen(handle, "wb") as stream:
-                http_get(url, stream, displayed_filename=target.name)
+                # tqdm's own bar: shown in logs too (a Space's build log), not only on a terminal
+                http_get(url, stream, displayed_filename=target.name, tqdm_class=tqdm)
         except Exception as exc:  # httpx, HTTP status and size errors: one readable line
             received = os.path.getsize(temporary)
             raise WeightsNotDownloaded(_transfer_failure(url, what, received, exc, retry)) from exc
