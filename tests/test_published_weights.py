@@ -447,3 +447,34 @@ def test_cli_models_and_download_from_the_cache(
     assert "BSD-2-Clause; cached" in capsys.readouterr().out
     assert main(["download", "nope"]) == 1
     assert "no published weights named 'nope'" in capsys.readouterr().err
+
+
+# --- Stable Diffusion + ControlNet defaults ---------------------------------------------------------
+
+
+def test_prompt_model_defaults_need_no_settings_online(hub_cache, monkeypatch):
+    from deepcolor.models.controlnet import ControlNetColorizer
+    from deepcolor.ui.diffusion import missing_weights
+
+    monkeypatch.delenv("DEEPCOLOR_SD_MODEL", raising=False)
+    monkeypatch.delenv("DEEPCOLOR_CONTROLNET_MODEL", raising=False)
+    model = create_colorizer("controlnet")
+    assert model.resolved_sources() == (
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        "latentcat/control_v1p_sd15_brightness",
+    )
+    assert missing_weights(model) == (
+        "diffusion weights are not downloaded and HF_HUB_OFFLINE is set: set DEEPCOLOR_SD_MODEL "
+        "(the Stable Diffusion base model; the default "
+        "'stable-diffusion-v1-5/stable-diffusion-v1-5' is not downloaded) and "
+        "DEEPCOLOR_CONTROLNET_MODEL (the colourisation ControlNet; the default "
+        "'latentcat/control_v1p_sd15_brightness' is not downloaded) to a local diffusers folder "
+        "(or a Hub id), or unset HF_HUB_OFFLINE"
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # an online host: downloaded on first use
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    assert missing_weights(model) == ""
+    monkeypatch.setenv("DEEPCOLOR_CONTROLNET_MODEL", "someone/my-controlnet")  # still overrides
+    assert ControlNetColorizer().resolved_sources()[1] == "someone/my-controlnet"
