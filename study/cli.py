@@ -51,8 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--sentinel-threshold",
         type=float,
-        default=0.75,
-        help="exclude participants below this sentinel accuracy (default 0.75)",
+        default=0.8,
+        help="exclude participants below this sentinel accuracy (default 0.8); the sentinel "
+        "count is raised until a random clicker passes at most 5%% of the time",
+    )
+    prepare.add_argument(
+        "--allow-repeats",
+        action="store_true",
+        help="let a participant see a photo more than once when there are fewer photos than "
+        "trials (they then judge it from memory: the original is the one seen before)",
     )
     prepare.add_argument(
         "--exposure-ms",
@@ -92,9 +99,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument(
-        "--token",
+        "--token-file",
         default=None,
-        help="organiser token (default: $STUDY_ORGANISER_TOKEN, else a new one is printed)",
+        help="file holding the organiser token (default: $STUDY_ORGANISER_TOKEN, else a new "
+        "one is printed)",
+    )
+    serve.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: see _serve
+    serve.add_argument(
+        "--joins-per-minute",
+        type=float,
+        default=20,
+        help="sign-ups allowed per client address and minute, 0 for no limit (default 20)",
+    )
+    serve.add_argument(
+        "--release-after",
+        type=float,
+        default=30,
+        help="minutes without an answer after which a participant's planned trials are "
+        "released to others (default 30); they can still come back and finish",
+    )
+    serve.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="mark the organiser cookie Secure (behind a TLS proxy that does not send "
+        "X-Forwarded-Proto); over HTTPS it is Secure anyway",
     )
 
     report = commands.add_parser("report", help="acceptance rates, intervals, CSV and a chart")
@@ -104,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--reps", type=int, default=2000, help="bootstrap replicates (default 2000)"
+    )
+    report.add_argument(
+        "--database-url",
+        default=None,
+        help="the database holding the answers (default: $DATABASE_URL, else the one the "
+        "study folder records from prepare/serve)",
     )
     return parser
 
@@ -129,6 +163,7 @@ def _prepare(args) -> int:
         device=args.device,
         seed=args.seed,
         torch_threads=args.threads,
+        allow_repeats=args.allow_repeats,
     )
     print(
         f"prepared {args.out}: {len(manifest.photos)} photos x {len(manifest.models)} models "
@@ -138,29 +173,55 @@ def _prepare(args) -> int:
     return 0
 
 
-def _serve(args) -> int:
-    from .manifest import fail, read_manifest
-    from .server import serve
+def _organiser_token(args) -> str:
+    from .manifest import fail
 
-    read_manifest(args.study)  # a clear message before anything starts
-    token = args.token or os.environ.get("STUDY_ORGANISER_TOKEN")
+    if args.token is not None:
+        fail(
+            "--token would show the organiser token to every user of this machine (ps); "
+            "put it in STUDY_ORGANISER_TOKEN or in a file given with --token-file"
+        )
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            fail(f"cannot read the organiser token from {args.token_file}: {error.strerror}")
+    else:
+        token = os.environ.get("STUDY_ORGANISER_TOKEN", "")
     if not token:
         token = secrets.token_urlsafe(18)
         print(f"organiser token: {token}", flush=True)
     elif len(token) < 12:
         fail("the organiser token must be at least 12 characters")
+    return token
+
+
+def _serve(args) -> int:
+    from .manifest import read_manifest
+    from .server import serve
+
+    read_manifest(args.study)  # a clear message before anything starts
+    token = _organiser_token(args)
     print(
         f"participants: http://{args.host}:{args.port}/join   organiser: http://{args.host}:{args.port}/organiser",
         flush=True,
     )
-    serve(args.study, host=args.host, port=args.port, organiser_token=token)
+    serve(
+        args.study,
+        host=args.host,
+        port=args.port,
+        organiser_token=token,
+        joins_per_minute=args.joins_per_minute,
+        release_after_s=args.release_after * 60,
+        secure_cookies=True if args.secure_cookies else None,
+    )
     return 0
 
 
 def _report(args) -> int:
     from .report import format_table, report_for, write_report
 
-    report = report_for(args.study, reps=args.reps)
+    report = report_for(args.study, database_url=args.database_url, reps=args.reps)
     paths = write_report(report, args.out or Path(args.study) / "report")
     print(format_table(report))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

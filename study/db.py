@@ -8,6 +8,7 @@ is stored at most once however often it is sent; the server acknowledges it only
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,17 +17,25 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    select,
+    text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
+from deepcolor.atomic import atomic_open
+
 SQLITE_NAME = "study.sqlite"
+DATABASE_RECORD = "database.json"  # which database the folder's study lives in
 BUSY_TIMEOUT_MS = 30_000  # writers queue behind each other instead of failing
 POOL_SIZE = 40  # = the server's worker threads (anyio's default)
 SQLITE_POOL_SIZE = 15
@@ -76,8 +85,50 @@ class Stimulus(Base):
     study: Mapped[Study] = relationship(back_populates="stimuli")
 
 
+class CellCount(Base):
+    """Test trials planned per (photo, condition) cell, kept as each participant is planned (and
+    released): the allocation reads these few rows instead of counting every trial."""
+
+    __tablename__ = "cell_counts"
+    __table_args__ = (UniqueConstraint("study_id", "photo", "condition"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    photo: Mapped[str] = mapped_column(String(200))
+    condition: Mapped[str] = mapped_column(String(64))  # a model, "real" or "sentinel"
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ModelCount(Base):
+    """Per-model allocation: participants planned on each model (released ones not counted)."""
+
+    __tablename__ = "model_counts"
+    __table_args__ = (UniqueConstraint("study_id", "model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    model: Mapped[str] = mapped_column(String(64))
+    participants: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OrganiserSession(Base):
+    """A login: the cookie holds a random id; only its hash is stored, with an expiry."""
+
+    __tablename__ = "organiser_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    expires_at: Mapped[float] = mapped_column(Float)  # Unix time
+
+
 class Participant(Base):
     __tablename__ = "participants"
+    __table_args__ = (
+        # A join retried with the same client key finds the participant it created.
+        Index("ix_participants_join_key", "study_id", "join_key", unique=True),
+        # Abandoned participants are found by their last activity (NULL once finished/released).
+        Index("ix_participants_active_at", "study_id", "active_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
@@ -89,6 +140,10 @@ class Participant(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    join_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Unix time of the last answer (or of consent) while trials are planned, else NULL.
+    active_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    released_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # abandoned
 
     trials: Mapped[list[Trial]] = relationship(
         back_populates="participant", order_by="Trial.position"
@@ -112,6 +167,7 @@ class Trial(Base):
     left_id: Mapped[int] = mapped_column(ForeignKey("stimuli.id"))
     right_id: Mapped[int | None] = mapped_column(ForeignKey("stimuli.id"), nullable=True)
     fake_side: Mapped[str | None] = mapped_column(String(8), nullable=True)  # "left" | "right"
+    shown_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # first image request
 
     participant: Mapped[Participant] = relationship(back_populates="trials")
     left: Mapped[Stimulus] = relationship(foreign_keys=[left_id])
@@ -137,11 +193,51 @@ class Response(Base):
     trial: Mapped[Trial] = relationship(back_populates="response")
 
 
+def masked(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (safe to print and to store)."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def recorded_database(study_dir: str | os.PathLike) -> str | None:
+    """The server database a study folder was last prepared or served with (password masked),
+    or None for the SQLite file inside the folder."""
+    path = Path(study_dir) / DATABASE_RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["url"]
+    except (ValueError, KeyError, TypeError):
+        from .manifest import fail
+
+        fail(f"{path} is damaged; delete it and pass --database-url")
+
+
+def record_database(study_dir: str | os.PathLike, url: str) -> None:
+    """Write which database holds this study's answers into the folder (password masked)."""
+    stored = None if url.startswith("sqlite") else masked(url)
+    if Path(study_dir, DATABASE_RECORD).is_file() and recorded_database(study_dir) == stored:
+        return
+    with atomic_open(Path(study_dir) / DATABASE_RECORD, prefix=".database-") as handle:
+        handle.write(json.dumps({"url": stored}).encode("utf-8"))
+
+
 def database_url(study_dir: str | os.PathLike, explicit: str | None = None) -> str:
-    """``explicit`` > ``$DATABASE_URL`` > SQLite file inside the STUDY folder."""
+    """``explicit`` > ``$DATABASE_URL`` > the database recorded in the STUDY folder > the
+    SQLite file inside it. A recorded URL whose password was masked cannot be used as it is:
+    that stops with a message asking for the full URL."""
     url = explicit or os.environ.get("DATABASE_URL")
     if url:
         return url
+    recorded = recorded_database(study_dir)
+    if recorded is not None:
+        if "***" in recorded:
+            from .manifest import fail
+
+            fail(
+                f"this study's answers are in {recorded}; give its password: set DATABASE_URL "
+                "or pass --database-url"
+            )
+        return recorded
     return f"sqlite:///{Path(study_dir).resolve() / SQLITE_NAME}"
 
 
@@ -202,16 +298,33 @@ def writer(engine: Engine) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
+    """Create missing tables, and add the columns and indexes a database made by an earlier
+    version lacks (all nullable), so an existing study keeps its answers."""
     Base.metadata.create_all(engine)
+    existing = inspect(engine)
+    with engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(engine.dialect)
+                    connection.execute(
+                        text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                    )
+            indexes = {i["name"] for i in existing.get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name not in indexes:
+                    index.create(connection)
 
 
 class Database:
     """An engine with a read and a write session factory."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url)
-        create_schema(self.engine)
+        if create:
+            create_schema(self.engine)
         # Reads run in autocommit: no BEGIN / ROLLBACK round trips around a single SELECT.
         self.reader_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.read = sessionmaker(self.reader_engine, expire_on_commit=False)
@@ -221,6 +334,13 @@ class Database:
     @classmethod
     def for_study(cls, study_dir: str | os.PathLike, url: str | None = None) -> Database:
         return cls(database_url(study_dir, url))
+
+    def holds_study(self, public_id: str) -> bool:
+        """Whether this database has the tables and the study ``public_id``."""
+        if not inspect(self.engine).has_table(Study.__tablename__):
+            return False
+        with self.read() as session:
+            return session.scalar(select(Study.id).where(Study.public_id == public_id)) is not None
 
     def dispose(self) -> None:
         self.engine.dispose()

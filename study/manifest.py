@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from deepcolor.atomic import atomic_open
 
-from .db import Database, Stimulus, Study
+from .db import CellCount, Database, ModelCount, Participant, Stimulus, Study, Trial
 
 MANIFEST = "study.json"
 MEDIA = "media"
@@ -52,6 +52,8 @@ class Manifest:
     open_signup: bool = True
     sentinel_threshold: float = 0.75
     seed: int = 0
+    sentinels: int | None = None  # sentinel trials per participant (None: from the rate)
+    allow_repeats: bool = False  # may a participant see a photo twice? (the organiser's choice)
     stimuli: list[StimulusEntry] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -99,6 +101,7 @@ def record_manifest(db: Database, manifest: Manifest) -> int:
     with db.write() as session, session.begin():
         study = session.scalar(select(Study).where(Study.public_id == manifest.public_id))
         if study is not None:
+            _ensure_counts(session, study.id, manifest)
             return study.id
         study = Study(
             public_id=manifest.public_id,
@@ -131,4 +134,39 @@ def record_manifest(db: Database, manifest: Manifest) -> int:
             for s in manifest.stimuli
         )
         session.flush()
+        _ensure_counts(session, study.id, manifest)
         return study.id
+
+
+def _ensure_counts(session, study_id: int, manifest: Manifest) -> None:
+    """The allocation's counters: one row per (photo, condition) cell and per model. A study
+    recorded by an earlier version gets them counted from its trials, once."""
+    if session.scalar(select(func.count()).where(CellCount.study_id == study_id)):
+        return
+    planned = dict.fromkeys(
+        ((p, c) for p in manifest.photos for c in [*manifest.models, "real", "sentinel"]), 0
+    )
+    counted = (
+        select(Trial.photo, Trial.condition, func.count())
+        .join(Participant, Trial.participant_id == Participant.id)
+        .where(Participant.study_id == study_id, Trial.phase == "test")
+        .group_by(Trial.photo, Trial.condition)
+    )
+    for photo, condition, n in session.execute(counted):
+        planned[(photo, condition)] = n
+    session.add_all(
+        CellCount(study_id=study_id, photo=p, condition=c, planned=n)
+        for (p, c), n in planned.items()
+    )
+    per_model = dict(
+        session.execute(
+            select(Participant.model, func.count())
+            .where(Participant.study_id == study_id, Participant.model.is_not(None))
+            .group_by(Participant.model)
+        ).all()
+    )
+    session.add_all(
+        ModelCount(study_id=study_id, model=m, participants=per_model.get(m, 0))
+        for m in manifest.models
+    )
+    session.flush()

@@ -16,9 +16,12 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
-from .db import Database, Participant, Response, Study, Trial
-from .design import REAL, SENTINEL
-from .manifest import Manifest, read_manifest
+from deepcolor.atomic import atomic_open
+
+from .db import Database, Participant, Response, Study, Trial, masked, recorded_database
+from .db import database_url as resolve_url
+from .design import REAL, SENTINEL, chance_pass_rate, sentinel_count, sentinels_needed
+from .manifest import Manifest, fail, read_manifest
 from .stats import bootstrap_interval, excluded_participants, rates_by, sentinel_accuracy
 
 RESPONSE_COLUMNS = [
@@ -66,6 +69,22 @@ def load_responses(db: Database, public_id: str) -> pd.DataFrame:
     return frame
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells cannot run as spreadsheet formulas: a cell starting
+    with ``=``, ``+``, ``-``, ``@``, tab or CR (e.g. a photo named ``=HYPERLINK(...)``) gets a
+    ``'`` in front, as OWASP advises for CSV exports. Numbers are left alone."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]) and frame[column].dtype != bool:
+            frame[column] = frame[column].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v
+            )
+    return frame
+
+
 @dataclass
 class Report:
     protocol: str
@@ -75,6 +94,14 @@ class Report:
     responses: pd.DataFrame
     threshold: float
     excluded: set
+    sentinels_planned: int | None = None  # sentinel trials per participant
+
+    @property
+    def chance_pass(self) -> float | None:
+        """How often someone answering at random passes the attention check."""
+        if not self.sentinels_planned:
+            return None
+        return chance_pass_rate(self.sentinels_planned, self.threshold)
 
     @property
     def participants(self) -> int:
@@ -129,16 +156,28 @@ def report_for(
     reps: int = 2000,
     seed: int = 0,
 ) -> Report:
+    """The report of a STUDY folder, from the database its answers are in: ``database_url``,
+    else ``$DATABASE_URL``, else the one recorded in the folder when it was prepared or served
+    (see :func:`study.db.database_url`). A database that does not hold this study stops with
+    a message instead of a report of nothing."""
     manifest = read_manifest(study_dir)
-    db = Database.for_study(study_dir, database_url)
+    url = resolve_url(study_dir, database_url)
+    db = Database(url, create=False)
     try:
+        if not db.holds_study(manifest.public_id):
+            recorded = recorded_database(study_dir)
+            where = recorded or f"the SQLite file in {study_dir}"
+            fail(
+                f"the database {masked(url)} holds no study {manifest.name!r}; this folder "
+                f"records its answers in {where} (pass --database-url or set DATABASE_URL)"
+            )
         return report_from_db(db, manifest, reps=reps, seed=seed)
     finally:
         db.dispose()
 
 
 def report_from_db(db: Database, manifest: Manifest, *, reps: int = 2000, seed: int = 0) -> Report:
-    return summarize(
+    report = summarize(
         load_responses(db, manifest.public_id),
         protocol=manifest.protocol,
         models=manifest.models,
@@ -146,6 +185,12 @@ def report_from_db(db: Database, manifest: Manifest, *, reps: int = 2000, seed: 
         reps=reps,
         seed=seed,
     )
+    report.sentinels_planned = (
+        manifest.sentinels
+        if manifest.sentinels is not None
+        else sentinel_count(manifest.test_trials, manifest.sentinel_rate)
+    )
+    return report
 
 
 def plot(report: Report, path) -> None:
@@ -190,7 +235,7 @@ def plot(report: Report, path) -> None:
         ax.text(i, 2, f"n={int(row['n'])}", ha="center", va="bottom", fontsize=8, color="white")
     if report.protocol == "2afc":
         ax.axhline(50, color="#888", ls="--", lw=0.8)
-        ax.set_ylabel("fooled participants (%)")
+        ax.set_ylabel("judgements fooled (%)")
     else:
         ax.set_ylabel("judged real (%)")
     ax.set_xticks(list(x), list(table["condition"]))
@@ -214,10 +259,14 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
         "responses": out / "responses.csv",
         "chart": out / "acceptance.png",
     }
-    report.models.to_csv(paths["models"], index=False)
-    report.photos.to_csv(paths["photos"], index=False)
-    report.sentinels.to_csv(paths["sentinels"], index=False)
-    report.responses.to_csv(paths["responses"], index=False)
+    for kind, table in (
+        ("models", report.models),
+        ("photos", report.photos),
+        ("sentinels", report.sentinels),
+        ("responses", report.responses),
+    ):
+        with atomic_open(paths[kind], prefix=".report-") as handle:
+            handle.write(csv_safe(table).to_csv(index=False).encode("utf-8"))
     plot(report, paths["chart"])
     return paths
 
@@ -233,6 +282,12 @@ def format_table(report: Report) -> str:
             f"{row['condition']:<14}{int(row['n']):>6}{row['rate'] * 100:>7.1f}%  "
             f"{row['wilson_low'] * 100:5.1f}-{row['wilson_high'] * 100:5.1f} %     "
             f"{row['bootstrap_low'] * 100:5.1f}-{row['bootstrap_high'] * 100:5.1f} %"
+        )
+    if report.chance_pass is not None:
+        n = report.sentinels_planned
+        lines.append(
+            f"attention check: {n} sentinels per participant, {sentinels_needed(report.threshold, n)}"
+            f" correct needed; a random clicker passes {report.chance_pass * 100:.1f}% of the time"
         )
     acc = report.sentinels
     if not acc.empty:

@@ -12,20 +12,26 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
-from .db import Database
-from .manifest import media_path, read_manifest
-from .service import State, StudyService, SubmitResult
+from .db import Database, record_database
+from .manifest import Manifest, media_path, read_manifest
+from .ratelimit import RateLimiter
+from .report import csv_safe
+from .service import SESSION_TTL_S, State, StudyService, SubmitResult
 
 HERE = Path(__file__).parent
 MAX_BODY_BYTES = 16 * 1024  # answers are tiny; anything bigger is refused before parsing
+JOINS_PER_MINUTE = 20  # per client address; a class joining from one network waits seconds
 ORGANISER_COOKIE = "study_organiser"
 STATUS = {
     "stored": 200,
@@ -44,6 +50,13 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-content-type-options", b"nosniff"),
     (b"cache-control", b"no-store"),
+    # Only this site's own scripts, styles and images; no framing (clickjacking), no plug-ins.
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
 ]
 
 
@@ -112,14 +125,62 @@ class BodyLimit:
 
 
 class JoinBody(BaseModel):
-    consent: bool
+    consent: StrictBool
+    # A random key the client keeps until it has the reply: a retried join finds its participant.
+    key: StrictStr | None = Field(default=None, max_length=64)
+
+
+class ConsentBody(BaseModel):
+    consent: StrictBool
 
 
 class AnswerBody(BaseModel):
-    trial: str = Field(max_length=64)
-    answer: str = Field(max_length=16)
-    key: str = Field(max_length=64)
-    rt_ms: int | None = None
+    # Strict types: "rt_ms": true is not 1 ms, and "700" is not a number.
+    trial: StrictStr = Field(max_length=64)
+    answer: StrictStr = Field(max_length=16)
+    key: StrictStr = Field(max_length=64)
+    rt_ms: StrictInt | None = None
+
+
+@dataclass
+class _Site:
+    """What the route handlers share."""
+
+    study_dir: Path
+    manifest: Manifest
+    service: StudyService
+    db: Database
+    templates: Jinja2Templates
+    organiser_token: str
+    secure_cookies: bool | None
+    join_limit: RateLimiter | None
+    report_lock: threading.Lock = field(default_factory=threading.Lock)
+    cached_report: tuple | None = None  # (answers version, report)
+
+    def page(self, request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
+        context.setdefault("study", self.manifest)
+        return self.templates.TemplateResponse(request, name, context, status_code=status_code)
+
+    def not_found(self, request: Request, what: str = "This link is not valid.") -> HTMLResponse:
+        return self.page(request, "message.html", 404, title="Not found", message=what)
+
+    def join_wait(self, request: Request) -> int:
+        """Seconds this client must wait before joining again (0: go ahead)."""
+        if self.join_limit is None:
+            return 0
+        return self.join_limit.retry_after(request.client.host if request.client else "?")
+
+    def report(self):
+        """The organiser report, computed once per state of the answers (a page view and its
+        chart share it); the bootstrap's memory is bounded (see study.stats)."""
+        from .report import report_from_db
+
+        with self.report_lock:
+            version = self.service.answers_version()
+            if self.cached_report is None or self.cached_report[0] != version:
+                report = report_from_db(self.db, self.manifest, reps=1000, seed=self.manifest.seed)
+                self.cached_report = (version, report)
+            return self.cached_report[1]
 
 
 def create_app(
@@ -128,38 +189,86 @@ def create_app(
     organiser_token: str,
     database_url: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    joins_per_minute: float = JOINS_PER_MINUTE,
+    secure_cookies: bool | None = None,
+    seed: int | None = None,
+    release_after_s: float | None = None,
 ) -> BodyLimit:
-    """The web app for one prepared STUDY folder (``.app`` is the FastAPI application)."""
+    """The web app for one prepared STUDY folder (``.app`` is the FastAPI application).
+
+    ``joins_per_minute``: per client address (0: no limit). ``secure_cookies``: mark the
+    organiser cookie Secure (None: when the request came over HTTPS, e.g. uvicorn behind a TLS
+    proxy with ``--proxy-headers``). ``seed`` fixes the allocation's draws (tests only).
+    """
     if len(organiser_token) < 12:
         from .manifest import fail
 
         fail("the organiser token must be at least 12 characters")
     manifest = read_manifest(study_dir)
     db = Database.for_study(study_dir, database_url)
-    service = StudyService(db, manifest)
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    record_database(study_dir, db.url)
+    extra = {} if release_after_s is None else {"release_after_s": release_after_s}
+    service = StudyService(db, manifest, seed=seed, **extra)
     app = FastAPI(
         title=f"DeepColor study: {manifest.name}", docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.service = service
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    site = _Site(
+        Path(study_dir),
+        manifest,
+        service,
+        db,
+        Jinja2Templates(directory=str(HERE / "templates")),
+        organiser_token,
+        secure_cookies,
+        RateLimiter(joins_per_minute) if joins_per_minute > 0 else None,
+    )
 
-    def page(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
-        context.setdefault("study", manifest)
-        return templates.TemplateResponse(request, name, context, status_code=status_code)
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, error: RequestValidationError):
+        # FastAPI's own handler echoes the input, and NaN or Infinity in it cannot be encoded
+        # as JSON (a 500): report where and what, never the value.
+        detail = [
+            {"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in error.errors()
+        ]
+        return JSONResponse({"error": "invalid request", "detail": detail}, status_code=422)
 
-    def not_found(request: Request, what: str = "This link is not valid.") -> HTMLResponse:
-        return page(request, "message.html", 404, title="Not found", message=what)
+    _participant_pages(app, site)
+    _participant_api(app, site)
+    _organiser_pages(app, site)
+    return BodyLimit(app, max_body_bytes)
+
+
+def _too_many(site: _Site, request: Request, wait: int, api: bool):
+    headers = {"Retry-After": str(wait)}
+    message = f"Too many sign-ups from your network just now; try again in {wait} s."
+    if api:
+        return JSONResponse({"error": message}, status_code=429, headers=headers)
+    response = site.page(request, "message.html", 429, title="Please wait", message=message)
+    response.headers.update(headers)
+    return response
+
+
+def _participant_pages(app: FastAPI, site: _Site) -> None:
+    manifest, service = site.manifest, site.service
+
+    def consent_page(request: Request, action: str, status_code: int = 200, **context):
+        key = secrets.token_urlsafe(16) if action == "/join" else None
+        return site.page(
+            request, "consent.html", status_code, action=action, join_key=key, **context
+        )
 
     def trial_page(request: Request, token: str) -> HTMLResponse:
         state = service.state(token)
         if state is None:
-            return not_found(request)
+            return site.not_found(request)
         if not state.consented:
-            return page(request, "consent.html", action=f"/p/{token}/consent")
+            return consent_page(request, f"/p/{token}/consent")
         if state.done:
-            return page(request, "done.html", state=state)
-        return page(
+            return site.page(request, "done.html", state=state)
+        return site.page(
             request,
             "trial.html",
             state=state,
@@ -169,30 +278,29 @@ def create_app(
             exposure_ms=manifest.exposure_ms,
         )
 
-    # --- participants (HTML) ------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
     def home(request: Request):
-        return page(request, "home.html")
+        return site.page(request, "home.html")
 
     @app.get("/join", response_class=HTMLResponse)
     def join_form(request: Request):
         if not manifest.open_signup:
-            return not_found(request, "This study is by invitation only.")
-        return page(request, "consent.html", action="/join")
+            return site.not_found(request, "This study is by invitation only.")
+        return consent_page(request, "/join")
 
     @app.post("/join")
-    def join(request: Request, consent: str = Form("")):
+    def join(request: Request, consent: str = Form(""), key: str = Form("", max_length=64)):
         if not manifest.open_signup:
-            return not_found(request, "This study is by invitation only.")
+            return site.not_found(request, "This study is by invitation only.")
         if consent != "yes":
-            return page(
-                request,
-                "consent.html",
-                400,
-                action="/join",
-                error="Please tick the box to take part.",
-            )
-        token = service.create_participant(source="signup", consented=True)
+            return consent_page(request, "/join", 400, error="Please tick the box to take part.")
+        wait = site.join_wait(request)
+        if wait:
+            return _too_many(site, request, wait, api=False)
+        try:
+            token, _ = service.join(key=key or None)
+        except ValueError as error:
+            return consent_page(request, "/join", 422, error=str(error))
         return RedirectResponse(f"/p/{token}", status_code=303)
 
     @app.get("/p/{token}", response_class=HTMLResponse)
@@ -202,14 +310,10 @@ def create_app(
     @app.post("/p/{token}/consent")
     def give_consent(request: Request, token: str, consent: str = Form("")):
         if service.state(token) is None:
-            return not_found(request)
+            return site.not_found(request)
         if consent != "yes":
-            return page(
-                request,
-                "consent.html",
-                400,
-                action=f"/p/{token}/consent",
-                error="Please tick the box to take part.",
+            return consent_page(
+                request, f"/p/{token}/consent", 400, error="Please tick the box to take part."
             )
         service.consent(token)
         return RedirectResponse(f"/p/{token}", status_code=303)
@@ -224,12 +328,14 @@ def create_app(
         rt_ms: int | None = Form(None),
     ):
         result = service.submit(token, trial, answer, key, rt_ms)
-        if result.ok:
-            target = f"/p/{token}/feedback/{trial}" if result.correct is not None else f"/p/{token}"
+        if result.ok or result.status == "already_recorded":
+            # A replayed form (back button, double send) was stored the first time: go on.
+            practice = result.correct is not None or service.feedback(token, trial) is not None
+            target = f"/p/{token}/feedback/{trial}" if practice else f"/p/{token}"
             return RedirectResponse(target, status_code=303)
         if result.status == "unknown":
-            return not_found(request)
-        return page(
+            return site.not_found(request)
+        return site.page(
             request,
             "message.html",
             STATUS[result.status],
@@ -242,23 +348,30 @@ def create_app(
     def feedback(request: Request, token: str, trial: str):
         result = service.feedback(token, trial)
         if result is None:
-            return not_found(request)
-        return page(
+            return site.not_found(request)
+        return site.page(
             request, "feedback.html", result=result, token=token, protocol=manifest.protocol
         )
 
     @app.get("/p/{token}/img/{trial}/{slot}")
     def image(token: str, trial: str, slot: str):
-        media_id = service.image(token, trial, slot)
-        if media_id is None:
+        found = service.image(token, trial, slot)
+        if found.status == "gone":
+            return Response(
+                "the photos of this trial were shown already", 410, media_type="text/plain"
+            )
+        if found.status != "ok":
             return Response("not found", status_code=404, media_type="text/plain")
-        # Plain bytes, no Last-Modified or ETag: file times could hint at the order of rendering.
-        data = media_path(study_dir, media_id).read_bytes()
-        return Response(
-            data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
-        )
+        # Every image of a trial is the same size (uncompressed PNG of one photo's pixels) and
+        # gets the same headers: no ETag or Last-Modified, and no caching (Cache-Control:
+        # no-store is added to every response), so it cannot be looked at again later.
+        data = media_path(site.study_dir, found.media_id).read_bytes()
+        return Response(data, media_type="image/png")
 
-    # --- participants (JSON) ------------------------------------------------------------------
+
+def _participant_api(app: FastAPI, site: _Site) -> None:
+    manifest, service = site.manifest, site.service
+
     def state_json(state: State) -> dict:
         trial = state.trial
         return {
@@ -281,16 +394,22 @@ def create_app(
 
     # JSONResponse directly: FastAPI's generic encoder is measurable at load-test rates.
     @app.post("/api/join")
-    def api_join(body: JoinBody):
+    def api_join(request: Request, body: JoinBody):
         if not manifest.open_signup:
             return JSONResponse({"error": "this study is by invitation only"}, status_code=403)
         if not body.consent:
             return JSONResponse({"error": "consent is required"}, status_code=400)
-        token = service.create_participant(source="signup", consented=True)
-        return JSONResponse(state_json(service.state(token)), status_code=201)
+        wait = site.join_wait(request)
+        if wait:
+            return _too_many(site, request, wait, api=True)
+        try:
+            token, created = service.join(key=body.key)
+        except ValueError as error:
+            return JSONResponse({"error": str(error)}, status_code=422)
+        return JSONResponse(state_json(service.state(token)), status_code=201 if created else 200)
 
     @app.post("/api/p/{token}/consent")
-    def api_consent(token: str, body: JoinBody):
+    def api_consent(token: str, body: ConsentBody):
         if not body.consent:
             return JSONResponse({"error": "consent is required"}, status_code=400)
         if not service.consent(token):
@@ -317,45 +436,57 @@ def create_app(
             payload["feedback"] = {"correct": result.correct}
         return JSONResponse(payload)
 
-    # --- organiser ----------------------------------------------------------------------------
+
+def _organiser_pages(app: FastAPI, site: _Site) -> None:
+    manifest, service = site.manifest, site.service
+
     def authorised(request: Request) -> bool:
-        supplied = request.cookies.get(ORGANISER_COOKIE, "")
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            supplied = header[7:].strip()
-        return hmac.compare_digest(supplied.encode(), organiser_token.encode())
+            return hmac.compare_digest(header[7:].strip().encode(), site.organiser_token.encode())
+        return service.session_valid(request.cookies.get(ORGANISER_COOKIE, ""))
 
-    def login_page(
-        request: Request, status_code: int = 401, error: str | None = None
-    ) -> HTMLResponse:
-        return page(request, "login.html", status_code, error=error)
+    def login_page(request: Request, status_code: int = 401, error: str | None = None):
+        return site.page(request, "login.html", status_code, error=error)
 
     @app.get("/organiser/login", response_class=HTMLResponse)
     def login_form(request: Request):
-        return page(request, "login.html")
+        return site.page(request, "login.html")
 
     @app.post("/organiser/login")
     def login(request: Request, token: str = Form("", max_length=256)):
-        if not hmac.compare_digest(token.encode(), organiser_token.encode()):
+        if not hmac.compare_digest(token.encode(), site.organiser_token.encode()):
             return login_page(request, 401, "Wrong token.")
         response = RedirectResponse("/organiser", status_code=303)
-        response.set_cookie(ORGANISER_COOKIE, organiser_token, httponly=True, samesite="strict")
+        secure = site.secure_cookies
+        if secure is None:
+            secure = request.url.scheme == "https"
+        # The cookie is a session id (its hash is stored, with an expiry), never the token.
+        response.set_cookie(
+            ORGANISER_COOKIE,
+            service.open_session(),
+            max_age=int(SESSION_TTL_S),
+            httponly=True,
+            secure=secure,
+            samesite="strict",
+        )
         return response
 
-    def compute_report():
-        from .report import report_from_db
-
-        return report_from_db(db, manifest, reps=1000, seed=manifest.seed)
+    @app.post("/organiser/logout")
+    def logout(request: Request):
+        service.close_session(request.cookies.get(ORGANISER_COOKIE, ""))
+        response = RedirectResponse("/organiser/login", status_code=303)
+        response.delete_cookie(ORGANISER_COOKIE, httponly=True, samesite="strict")
+        return response
 
     @app.get("/organiser", response_class=HTMLResponse)
     def organiser(request: Request):
         if not authorised(request):
             return login_page(request)
-        report = compute_report()
-        return page(
+        return site.page(
             request,
             "organiser.html",
-            report=report,
+            report=site.report(),
             counts=service.participation(),
             signup_url=str(request.base_url) + "join",
             invites=None,
@@ -371,13 +502,13 @@ def create_app(
             return login_page(request)
         tokens = service.create_invites(count, label or None)
         links = [str(request.base_url) + f"p/{t}" for t in tokens]
-        return page(request, "invites.html", links=links)
+        return site.page(request, "invites.html", links=links)
 
     @app.get("/organiser/summary.json")
     def summary_json(request: Request):
         if not authorised(request):
             return JSONResponse({"error": "organiser token required"}, status_code=401)
-        report = compute_report()
+        report = site.report()
         return {
             "protocol": manifest.protocol,
             "participation": service.participation(),
@@ -391,7 +522,7 @@ def create_app(
     def csv(request: Request, name: str):
         if not authorised(request):
             return Response("organiser token required", status_code=401, media_type="text/plain")
-        report = compute_report()
+        report = site.report()
         tables = {
             "acceptance": report.models,
             "photos": report.photos,
@@ -401,7 +532,7 @@ def create_app(
         if name not in tables:
             return Response("not found", status_code=404, media_type="text/plain")
         return Response(
-            tables[name].to_csv(index=False),
+            csv_safe(tables[name]).to_csv(index=False),
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
@@ -415,10 +546,8 @@ def create_app(
         from .report import plot
 
         buffer = io.BytesIO()
-        plot(compute_report(), buffer)
+        plot(site.report(), buffer)
         return Response(buffer.getvalue(), media_type="image/png")
-
-    return BodyLimit(app, max_body_bytes)
 
 
 def serve(
@@ -428,8 +557,12 @@ def serve(
     port: int,
     organiser_token: str,
     database_url: str | None = None,
+    **options,
 ) -> None:
+    """Run the app with uvicorn; ``options`` go to :func:`create_app`."""
     import uvicorn
 
-    app = create_app(study_dir, organiser_token=organiser_token, database_url=database_url)
+    app = create_app(
+        study_dir, organiser_token=organiser_token, database_url=database_url, **options
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -7,25 +7,52 @@ and the unique keys on ``responses`` make a second write of the same answer impo
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import secrets
 import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .db import Database, Participant, Response, Stimulus, Trial
-from .design import answers_for, choose_model, conditions_for, judge, plan_trials
+from .db import (
+    CellCount,
+    Database,
+    ModelCount,
+    OrganiserSession,
+    Participant,
+    Response,
+    Stimulus,
+    Study,
+    Trial,
+)
+from .design import (
+    SENTINEL,
+    answers_for,
+    choose_model,
+    conditions_for,
+    judge,
+    plan_trials,
+    sentinel_count,
+)
 from .manifest import Manifest, record_manifest
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_RT_MS = 24 * 3600 * 1000
-P, T, R = Participant.__table__, Trial.__table__, Response.__table__
+RELEASE_AFTER_S = 30 * 60  # a participant silent this long is abandoned: their cells are freed
+RELEASE_EVERY_S = 60.0  # look for abandoned participants at most this often (per process)
+LOAD_ALLOWANCE_S = 5.0  # with an exposure limit: time allowed for the images to arrive
+SESSION_TTL_S = 8 * 3600  # an organiser login lasts this long
+P, T, R, C = Participant.__table__, Trial.__table__, Response.__table__, CellCount.__table__
 
 
 # The hot statements, built once: building and cache-keying them per request costs more CPU
@@ -45,6 +72,7 @@ _FOUND = (
         P.c.id.label("participant_id"),
         P.c.answered,
         P.c.consented_at,
+        P.c.released_at,
         R.c.submit_key,
     )
     .select_from(T.join(P, T.c.participant_id == P.c.id).outerjoin(R, R.c.trial_id == T.c.id))
@@ -58,7 +86,37 @@ _INSERT = insert(R)
 _ADVANCE = (
     update(P)
     .where(P.c.id == bindparam("pid"), P.c.answered == bindparam("seen"))
-    .values(answered=bindparam("now_answered"), finished_at=bindparam("finished"))
+    .values(
+        answered=bindparam("now_answered"),
+        finished_at=bindparam("finished"),
+        active_at=bindparam("active"),
+    )
+)
+_PLAN_CELL = (
+    update(C)
+    .where(
+        C.c.study_id == bindparam("study"),
+        C.c.photo == bindparam("cell_photo"),
+        C.c.condition == bindparam("cell_condition"),
+    )
+    .values(planned=C.c.planned + bindparam("delta"))
+)
+_IMAGE = (
+    select(
+        T.c.id,
+        T.c.position,
+        T.c.shown_at,
+        P.c.answered,
+        P.c.consented_at,
+        T.c.left_id,
+        T.c.right_id,
+    )
+    .select_from(T.join(P, T.c.participant_id == P.c.id))
+    .where(
+        T.c.public_id == bindparam("trial"),
+        P.c.token == bindparam("token"),
+        P.c.study_id == bindparam("study"),
+    )
 )
 _AT_POSITION = select(T.c.public_id, T.c.phase).where(
     T.c.participant_id == bindparam("participant"), T.c.position == bindparam("position")
@@ -67,6 +125,13 @@ _AT_POSITION = select(T.c.public_id, T.c.phase).where(
 
 class _Conflict(Exception):
     """Raised inside a transaction to roll it back."""
+
+
+class _Released(Exception):
+    """The participant's cells were released; reclaim them, then store the answer."""
+
+    def __init__(self, participant_id: int) -> None:
+        self.participant_id = participant_id
 
 
 @dataclass
@@ -110,61 +175,136 @@ class SubmitResult:
         return self.status == "stored"
 
 
+@dataclass
+class ImageResult:
+    """``status``: ok | not_found (not this participant's current trial) | gone (exposure over)."""
+
+    status: str
+    media_id: str | None = None
+
+
 class StudyService:
-    def __init__(self, db: Database, manifest: Manifest) -> None:
+    """``seed`` fixes the allocation's random draws (tests); ``clock`` gives Unix time."""
+
+    def __init__(
+        self,
+        db: Database,
+        manifest: Manifest,
+        *,
+        seed: int | None = None,
+        release_after_s: float = RELEASE_AFTER_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.db = db
         self.manifest = manifest
         self.study_id = record_manifest(db, manifest)
         self.protocol = manifest.protocol
         self.answers = answers_for(manifest.protocol)
         self.total = manifest.test_trials + manifest.practice_trials
-        self._allocation_lock = threading.Lock()  # balance needs one allocation at a time
-        self._rng = random.Random(secrets.randbits(64))
+        self.sentinels = (
+            manifest.sentinels
+            if manifest.sentinels is not None
+            else sentinel_count(manifest.test_trials, manifest.sentinel_rate)
+        )
+        self.release_after_s = release_after_s
+        self.clock = clock
+        self._next_release = 0.0
+        # Correctness rests on the database (the study row's lock on PostgreSQL, BEGIN IMMEDIATE
+        # on SQLite), so several processes may serve one study. In one SQLite process, threads
+        # also queue here: cheaper than spinning in SQLite's busy handler.
+        self._local_lock = threading.Lock() if db.url.startswith("sqlite") else nullcontext()
+        self._rng = random.Random(secrets.randbits(64) if seed is None else seed)
         with db.read() as session:
             rows = session.execute(
-                select(Stimulus.id, Stimulus.photo, Stimulus.condition).where(
+                select(Stimulus.id, Stimulus.photo, Stimulus.condition, Stimulus.media_id).where(
                     Stimulus.study_id == self.study_id
                 )
             ).all()
-        self._stimulus = {(photo, condition): sid for sid, photo, condition in rows}
+        self._stimulus = {(photo, condition): sid for sid, photo, condition, _ in rows}
+        self._media = {sid: media_id for sid, _, _, media_id in rows}
 
     # --- participants -------------------------------------------------------------------------
     def create_participant(self, *, source: str, consented: bool, label: str | None = None) -> str:
+        return self.join(source=source, consented=consented, label=label)[0]
+
+    def join(
+        self,
+        *,
+        source: str = "signup",
+        consented: bool = True,
+        label: str | None = None,
+        key: str | None = None,
+    ) -> tuple[str, bool]:
+        """(token, created). A join retried with the same client ``key`` (its reply was lost)
+        returns the participant the first one created, instead of a second participant."""
+        if key is not None:
+            if not KEY_PATTERN.match(key):
+                raise ValueError("the join key must be 8-64 letters, digits, - or _")
+            existing = self._joined_with(key)
+            if existing is not None:
+                return existing, False
         token = secrets.token_urlsafe(18)
-        with self._allocation_lock, self.db.write() as session, session.begin():
-            participant = Participant(
-                study_id=self.study_id, token=token, source=source, label=label, answered=0
-            )
-            session.add(participant)
-            session.flush()
-            if consented:
-                self._allocate(session, participant)
-        return token
+        try:
+            with self._local_lock, self.db.write() as session, session.begin():
+                participant = Participant(
+                    study_id=self.study_id,
+                    token=token,
+                    source=source,
+                    label=label,
+                    answered=0,
+                    join_key=key,
+                )
+                session.add(participant)
+                session.flush()
+                if consented:
+                    self._lock_study(session)
+                    self._allocate(session, participant)
+        except IntegrityError:
+            existing = self._joined_with(key) if key is not None else None
+            if existing is None:
+                raise
+            return existing, False  # the same key joined concurrently
+        return token, True
+
+    def _joined_with(self, key: str) -> str | None:
+        with self.db.reader_engine.connect() as connection:
+            return connection.execute(
+                select(P.c.token).where(P.c.study_id == self.study_id, P.c.join_key == key)
+            ).scalar()
 
     def consent(self, token: str) -> bool:
         """Record consent and plan the trials; False for an unknown token. Idempotent."""
         if not TOKEN_PATTERN.match(token):
             return False
-        with self._allocation_lock, self.db.write() as session, session.begin():
+        with self._local_lock, self.db.write() as session, session.begin():
             participant = self._participant(session, token)
             if participant is None:
                 return False
             if participant.consented_at is None:
-                self._allocate(session, participant)
+                self._lock_study(session)
+                session.refresh(participant)  # consented meanwhile in another process?
+                if participant.consented_at is None:
+                    self._allocate(session, participant)
             return True
 
+    def _lock_study(self, session: Session) -> None:
+        """Allocations one at a time across processes: PostgreSQL locks the study's row until
+        commit (SQLite's BEGIN IMMEDIATE already holds the database's write lock)."""
+        session.execute(select(Study.id).where(Study.id == self.study_id).with_for_update())
+
     def _allocate(self, session: Session, participant: Participant) -> None:
+        """Plan the participant's trials from the cell counters (a few rows per photo, however
+        many people have joined) and add them to the counters. Call with the study locked."""
         m = self.manifest
-        counted = (
-            select(Trial.photo, Trial.condition, func.count())
-            .join(Participant, Trial.participant_id == Participant.id)
-            .where(Participant.study_id == self.study_id, Trial.phase == "test")
-            .group_by(Trial.photo, Trial.condition)
-        )
+        now = self.clock()
+        if now >= self._next_release:
+            self._next_release = now + RELEASE_EVERY_S
+            self._release_abandoned(session, now)
         counts: dict[tuple[str, str], int] = {}
         sentinel_counts: dict[str, int] = {}
-        for photo, condition, n in session.execute(counted):
-            if condition == "sentinel":
+        cells = select(C.c.photo, C.c.condition, C.c.planned).where(C.c.study_id == self.study_id)
+        for photo, condition, n in session.execute(cells):
+            if condition == SENTINEL:
                 sentinel_counts[photo] = n
             else:
                 counts[(photo, condition)] = n
@@ -172,23 +312,29 @@ class StudyService:
         if m.allocation == "per-model":
             per_model = dict(
                 session.execute(
-                    select(Participant.model, func.count())
-                    .where(Participant.study_id == self.study_id, Participant.model.is_not(None))
-                    .group_by(Participant.model)
+                    select(ModelCount.model, ModelCount.participants).where(
+                        ModelCount.study_id == self.study_id
+                    )
                 ).all()
             )
             participant.model = choose_model(models, per_model, self._rng)
             models = [participant.model]
+            session.execute(
+                update(ModelCount)
+                .where(ModelCount.study_id == self.study_id, ModelCount.model == participant.model)
+                .values(participants=ModelCount.participants + 1)
+            )
         plan = plan_trials(
             protocol=m.protocol,
             photos=m.photos,
             conditions=conditions_for(m.protocol, models),
             test_trials=m.test_trials,
             practice_trials=m.practice_trials,
-            sentinel_rate=m.sentinel_rate,
+            sentinels=self.sentinels,
             counts=counts,
             sentinel_counts=sentinel_counts,
             rng=self._rng,
+            allow_repeats=m.allow_repeats,
         )
         rows = []
         for position, planned in enumerate(plan):
@@ -207,7 +353,25 @@ class StudyService:
                 }
             )
         session.execute(insert(T), rows)  # one executemany, not forty ORM objects
+        tested = Counter((t.photo, t.condition) for t in plan if t.phase == "test")
+        self._add_to_cells(session, tested, +1)
         participant.consented_at = datetime.now(timezone.utc)
+        participant.active_at = now
+
+    def _add_to_cells(self, session: Session, cells: Counter, sign: int) -> None:
+        if cells:
+            session.execute(
+                _PLAN_CELL,
+                [
+                    {
+                        "study": self.study_id,
+                        "cell_photo": p,
+                        "cell_condition": c,
+                        "delta": n * sign,
+                    }
+                    for (p, c), n in sorted(cells.items())  # one lock order: no deadlocks
+                ],
+            )
 
     def _stimuli_for(
         self, photo: str, condition: str, fake_side: str | None
@@ -224,6 +388,67 @@ class StudyService:
                 Participant.token == token, Participant.study_id == self.study_id
             )
         )
+
+    # --- abandoned participants ---------------------------------------------------------------
+    def release_abandoned(self) -> int:
+        """Free the planned cells of participants silent for ``release_after_s``; how many."""
+        with self._local_lock, self.db.write() as session, session.begin():
+            self._lock_study(session)
+            return self._release_abandoned(session, self.clock())
+
+    def _release_abandoned(self, session: Session, now: float) -> int:
+        # Only participants with trials still planned have an active_at: the index finds the
+        # stale ones without reading finished or released participants.
+        stale = session.execute(
+            select(P.c.id, P.c.model)
+            .where(P.c.study_id == self.study_id, P.c.active_at < now - self.release_after_s)
+            .limit(500)
+        ).all()
+        if not stale:
+            return 0
+        ids = [pid for pid, _ in stale]
+        remaining = session.execute(
+            select(T.c.photo, T.c.condition, func.count())
+            .select_from(T.join(P, T.c.participant_id == P.c.id))
+            .where(P.c.id.in_(ids), T.c.phase == "test", T.c.position >= P.c.answered)
+            .group_by(T.c.photo, T.c.condition)
+        ).all()
+        self._add_to_cells(session, Counter({(p, c): n for p, c, n in remaining}), -1)
+        self._count_models(session, Counter(m for _, m in stale if m is not None), -1)
+        session.execute(update(P).where(P.c.id.in_(ids)).values(active_at=None, released_at=now))
+        return len(ids)
+
+    def _count_models(self, session: Session, models: Counter, sign: int) -> None:
+        for model, n in sorted(models.items()):
+            session.execute(
+                update(ModelCount)
+                .where(ModelCount.study_id == self.study_id, ModelCount.model == model)
+                .values(participants=ModelCount.participants + n * sign)
+            )
+
+    def _reclaim(self, participant_id: int) -> None:
+        """A released participant came back: their remaining trials count again."""
+        with self._local_lock, self.db.write() as session, session.begin():
+            self._lock_study(session)
+            row = session.execute(
+                select(P.c.released_at, P.c.model).where(P.c.id == participant_id)
+            ).first()
+            if row is None or row.released_at is None:
+                return  # reclaimed meanwhile
+            remaining = session.execute(
+                select(T.c.photo, T.c.condition, func.count())
+                .select_from(T.join(P, T.c.participant_id == P.c.id))
+                .where(P.c.id == participant_id, T.c.phase == "test", T.c.position >= P.c.answered)
+                .group_by(T.c.photo, T.c.condition)
+            ).all()
+            self._add_to_cells(session, Counter({(p, c): n for p, c, n in remaining}), +1)
+            if row.model is not None:
+                self._count_models(session, Counter([row.model]), +1)
+            session.execute(
+                update(P)
+                .where(P.c.id == participant_id)
+                .values(released_at=None, active_at=self.clock())
+            )
 
     # --- trials -------------------------------------------------------------------------------
     def state(self, token: str) -> State | None:
@@ -244,20 +469,45 @@ class StudyService:
         slots = ["1"] if self.protocol == "single" else ["1", "2"]
         return TrialView(public_id, phase, position + 1, self.total, slots)
 
-    def image(self, token: str, trial_id: str, slot: str) -> str | None:
-        """The media id behind an image slot of one of this participant's trials, else None."""
+    def image(self, token: str, trial_id: str, slot: str) -> ImageResult:
+        """The media id behind an image slot of this participant's *current* trial.
+
+        Answered and future trials are ``not_found``; with an exposure limit the images are
+        served from the first request for ``exposure_ms`` plus ``LOAD_ALLOWANCE_S``, then
+        ``gone``: a reload or a saved link cannot show them longer than the study allows.
+        """
         if (
             slot not in ("1", "2")
             or not TOKEN_PATTERN.match(token)
             or not TOKEN_PATTERN.match(trial_id)
         ):
-            return None
-        with self.db.read() as session:
-            trial = self._owned_trial(session, token, trial_id)
-            if trial is None or trial.participant.consented_at is None:
-                return None
-            stimulus = trial.left if slot == "1" else trial.right
-            return stimulus.media_id if stimulus is not None else None
+            return ImageResult("not_found")
+        with self.db.reader_engine.connect() as connection:
+            row = connection.execute(
+                _IMAGE, {"trial": trial_id, "token": token, "study": self.study_id}
+            ).first()
+        if row is None or row.consented_at is None or row.position != row.answered:
+            return ImageResult("not_found")
+        stimulus = row.left_id if slot == "1" else row.right_id
+        if stimulus is None:
+            return ImageResult("not_found")
+        exposure = self.manifest.exposure_ms
+        if exposure:
+            now = self.clock()
+            shown_at = row.shown_at
+            if shown_at is None:
+                with self.db.writer_engine.begin() as connection:
+                    connection.execute(
+                        update(T)
+                        .where(T.c.id == row.id, T.c.shown_at.is_(None))
+                        .values(shown_at=now)
+                    )
+                    shown_at = connection.execute(
+                        select(T.c.shown_at).where(T.c.id == row.id)
+                    ).scalar()
+            if now > shown_at + exposure / 1000 + LOAD_ALLOWANCE_S:
+                return ImageResult("gone")
+        return ImageResult("ok", self._media[stimulus])
 
     def _owned_trial(self, session: Session, token: str, trial_id: str) -> Trial | None:
         return session.scalar(
@@ -316,6 +566,8 @@ class StudyService:
                     return SubmitResult("already_answered", "this trial was already answered")
                 if trial.position != trial.answered:
                     return SubmitResult("not_current", "this is not the current trial")
+                if trial.released_at is not None:
+                    raise _Released(trial.participant_id)
                 correct, judged_real = judge(
                     self.protocol, trial.condition, trial.fake_side, answer
                 )
@@ -341,6 +593,7 @@ class StudyService:
                         "seen": trial.answered,
                         "now_answered": trial.answered + 1,
                         "finished": now if finished else None,
+                        "active": None if finished else self.clock(),
                     },
                 )
                 if moved.rowcount != 1:  # another answer got in first (PostgreSQL): undo ours
@@ -360,6 +613,9 @@ class StudyService:
             return self._conflict(trial_id, key)
         except _Conflict:
             return SubmitResult("already_answered", "this trial was already answered")
+        except _Released as released:  # back after being counted as abandoned
+            self._reclaim(released.participant_id)
+            return self.submit(token, trial_id, answer, key, rt_ms)
         if trial.phase == "practice":
             return SubmitResult(
                 "stored",
@@ -401,6 +657,7 @@ class StudyService:
                 "participants": session.scalar(base),
                 "consented": session.scalar(base.where(Participant.consented_at.is_not(None))),
                 "finished": session.scalar(base.where(Participant.finished_at.is_not(None))),
+                "abandoned": session.scalar(base.where(Participant.released_at.is_not(None))),
                 "answers": session.scalar(
                     select(func.count())
                     .select_from(Response)
@@ -408,3 +665,49 @@ class StudyService:
                     .where(Participant.study_id == self.study_id)
                 ),
             }
+
+    def answers_version(self) -> tuple[int, int]:
+        """(count, last id) of the study's answers: changes whenever an answer is stored."""
+        with self.db.reader_engine.connect() as connection:
+            row = connection.execute(
+                select(func.count(R.c.id), func.max(R.c.id))
+                .select_from(R.join(P, R.c.participant_id == P.c.id))
+                .where(P.c.study_id == self.study_id)
+            ).first()
+        return int(row[0]), int(row[1] or 0)
+
+    # --- organiser logins ---------------------------------------------------------------------
+    @staticmethod
+    def _hash(session_id: str) -> str:
+        return hashlib.sha256(session_id.encode()).hexdigest()
+
+    def open_session(self, ttl_s: float = SESSION_TTL_S) -> str:
+        """A new organiser login; the returned id goes in the cookie (only its hash is kept)."""
+        session_id = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self.db.writer_engine.begin() as connection:
+            connection.execute(delete(OrganiserSession).where(OrganiserSession.expires_at < now))
+            connection.execute(
+                insert(OrganiserSession).values(
+                    id_hash=self._hash(session_id), study_id=self.study_id, expires_at=now + ttl_s
+                )
+            )
+        return session_id
+
+    def session_valid(self, session_id: str) -> bool:
+        if not session_id or len(session_id) > 128:
+            return False
+        with self.db.reader_engine.connect() as connection:
+            expires = connection.execute(
+                select(OrganiserSession.expires_at).where(
+                    OrganiserSession.id_hash == self._hash(session_id),
+                    OrganiserSession.study_id == self.study_id,
+                )
+            ).scalar()
+        return expires is not None and expires > self.clock()
+
+    def close_session(self, session_id: str) -> None:
+        with self.db.writer_engine.begin() as connection:
+            connection.execute(
+                delete(OrganiserSession).where(OrganiserSession.id_hash == self._hash(session_id))
+            )

@@ -56,6 +56,9 @@ def crossed_rate(
     return float((weights * outcomes).sum() / total) if total > 0 else math.nan
 
 
+BOOTSTRAP_CELLS = 4_000_000  # floats per chunk of replicates: about 32 MB, whatever the study
+
+
 def bootstrap_replicates(
     outcomes: Sequence[float] | np.ndarray,
     participants: Sequence | np.ndarray,
@@ -71,21 +74,37 @@ def bootstrap_replicates(
     participants and photos with replacement, independently (a crossed, two-way bootstrap), and
     recomputes the pooled rate (see :func:`crossed_rate`). Seeded, so a report is reproducible.
     Replicates whose drawn participants never judged a drawn photo are dropped.
+
+    Memory stays bounded: the trials are summed once into a sparse participant x photo table,
+    and replicates are drawn in chunks of at most ``BOOTSTRAP_CELLS`` weights, so no
+    (replicates x trials) array is ever built.
     """
+    from scipy.sparse import coo_matrix
+
     y = np.asarray(outcomes, dtype=float)
     if y.size == 0:
         return np.empty(0)
     part_codes, part_index = np.unique(np.asarray(participants), return_inverse=True)
     photo_codes, photo_index = np.unique(np.asarray(photos), return_inverse=True)
     n_part, n_photo = len(part_codes), len(photo_codes)
-    rng = np.random.default_rng(seed)
-    # Multinomial counts are "how many times was each unit drawn" for n draws with replacement.
-    part_w = rng.multinomial(n_part, np.full(n_part, 1.0 / n_part), size=reps).astype(float)
-    photo_w = rng.multinomial(n_photo, np.full(n_photo, 1.0 / n_photo), size=reps).astype(float)
-    weights = part_w[:, part_index] * photo_w[:, photo_index]  # (reps, trials)
-    totals = weights.sum(axis=1)
-    keep = totals > 0
-    return (weights[keep] * y).sum(axis=1) / totals[keep]
+    shape = (n_part, n_photo)
+    # Successes and trials per (participant, photo): duplicates are summed on conversion.
+    successes = coo_matrix((y, (part_index, photo_index)), shape=shape).tocsr()
+    trials = coo_matrix((np.ones_like(y), (part_index, photo_index)), shape=shape).tocsr()
+    part_rng, photo_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    chunk = max(1, min(reps, BOOTSTRAP_CELLS // (n_part + n_photo)))
+    out = []
+    for start in range(0, reps, chunk):
+        size = min(chunk, reps - start)
+        # Multinomial counts: how many times each unit was drawn in n draws with replacement.
+        part_w = part_rng.multinomial(n_part, np.full(n_part, 1.0 / n_part), size=size)
+        photo_w = photo_rng.multinomial(n_photo, np.full(n_photo, 1.0 / n_photo), size=size)
+        # Replicate r: sum over trials of w_part * w_photo * y = part_w[r] @ S @ photo_w[r].
+        numerator = ((successes.T @ part_w.T.astype(float)).T * photo_w).sum(axis=1)
+        total = ((trials.T @ part_w.T.astype(float)).T * photo_w).sum(axis=1)
+        keep = total > 0
+        out.append(numerator[keep] / total[keep])
+    return np.concatenate(out)
 
 
 def bootstrap_interval(

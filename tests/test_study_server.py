@@ -22,7 +22,7 @@ from study.prepare import prepare_study
 from study.server import create_app
 
 TOKEN = "organiser-secret-token"
-PHOTOS = 6
+PHOTOS = 8  # = test + practice trials: each participant sees every photo once
 
 
 def make_photos(folder, count=PHOTOS, size=(48, 36)):
@@ -52,6 +52,8 @@ def template(tmp_path_factory):
         test_trials=6,
         practice_trials=2,
         sentinel_rate=0.2,
+        sentinel_threshold=0.75,
+        max_chance_pass=1.0,  # a tiny study: one sentinel, whatever chance would pass
         database_url=f"sqlite:///{out}/study.sqlite",
         progress=False,
         torch_threads=1,  # tiny images: one thread beats oversubscribed cores
@@ -182,8 +184,18 @@ def test_serve_cli_prints_a_generated_organiser_token(template, monkeypatch, cap
     assert main(["serve", str(template)]) == 0
     assert started["organiser_token"] == "from-the-environment"
     assert "organiser token:" not in capsys.readouterr().out
-    assert main(["serve", str(template), "--token", "short"]) == 2
+    # Never on the command line (every user sees it in ps): from a file or the environment.
+    assert main(["serve", str(template), "--token", "long-enough-token"]) == 2
+    assert "STUDY_ORGANISER_TOKEN or in a file given with --token-file" in capsys.readouterr().err
+    token_file = template.parent / "token.txt"
+    token_file.write_text("from-a-file-token\n")
+    assert main(["serve", str(template), "--token-file", str(token_file)]) == 0
+    assert started["organiser_token"] == "from-a-file-token"
+    token_file.write_text("short")
+    assert main(["serve", str(template), "--token-file", str(token_file)]) == 2
     assert "at least 12 characters" in capsys.readouterr().err
+    assert main(["serve", str(template), "--token-file", str(template / "nope")]) == 2
+    assert "cannot read the organiser token" in capsys.readouterr().err
     assert main(["serve", str(template.parent / "missing")]) == 2
     assert "no such study folder" in capsys.readouterr().err
 
@@ -271,7 +283,7 @@ def test_pages_and_images_do_not_reveal_which_image_is_real(client, backend):
 def test_single_image_protocol_with_one_model_per_participant(tmp_path):
     out = tmp_path / "single"
     prepare_study(
-        make_photos(tmp_path / "photos", count=4),
+        make_photos(tmp_path / "photos", count=6),
         ["gray", "tint"],
         out,
         protocol="single",
@@ -279,6 +291,7 @@ def test_single_image_protocol_with_one_model_per_participant(tmp_path):
         test_trials=5,
         practice_trials=1,
         sentinel_rate=0.2,
+        max_chance_pass=1.0,
         database_url=f"sqlite:///{out}/study.sqlite",
         progress=False,
         torch_threads=1,  # tiny images: one thread beats oversubscribed cores
@@ -476,6 +489,7 @@ def test_organiser_rates_and_report_cli_agree_with_the_database(
         "participants": 4,
         "consented": 4,
         "finished": 4,
+        "abandoned": 0,
         "answers": 32,
     }
     # The same numbers straight from the tables: sentinel accuracy below 75 % excludes a person.
@@ -487,7 +501,7 @@ def test_organiser_rates_and_report_cli_agree_with_the_database(
         ).all()
     frame = pd.DataFrame(rows, columns=["participant", "condition", "correct", "judged_real"])
     accuracy = frame[frame["condition"] == "sentinel"].groupby("participant")["correct"].mean()
-    excluded = set(accuracy[accuracy < 0.75].index)
+    excluded = set(accuracy[accuracy < read_manifest(backend[0]).sentinel_threshold].index)
     assert summary["excluded"] == len(excluded)
     kept = frame[~frame["participant"].isin(excluded)]
     for row in summary["models"]:

@@ -11,6 +11,8 @@ import pytest
 from study.design import (
     REAL,
     SENTINEL,
+    balanced_sides,
+    chance_pass_rate,
     choose_model,
     conditions_for,
     judge,
@@ -158,27 +160,48 @@ def test_sentinel_count():
     assert sentinel_count(40, 0.0) == 0
 
 
-def test_plan_has_practice_first_sentinels_and_recorded_sides():
+def test_sentinel_count_keeps_a_random_clicker_below_five_percent():
+    # 4 sentinels, 3 needed (75 %): 5 of 16 equally likely answer patterns pass = 31 %.
+    assert chance_pass_rate(4, 0.75) == 5 / 16
+    # 8 sentinels at 80 %: 7 needed, (8 + 1) / 256 = 3.5 %; 7 sentinels would need 6: 8/128.
+    assert chance_pass_rate(8, 0.8) == 9 / 256
+    assert chance_pass_rate(7, 0.8) == 8 / 128
+    assert sentinel_count(38, 0.1, 0.8) == 8
+    assert sentinel_count(38, 0.1, 0.75) == 11  # 9 of 11: 67 / 2048 = 3.3 %
+    assert chance_pass_rate(11, 0.75) == 67 / 2048
+    assert sentinel_count(38, 0.1, 1.0) == 5  # all 5: 1 / 32
+    assert sentinel_count(38, 0.3, 0.8) == 11  # the rate asks for more: more it is
+    assert sentinel_count(38, 0.1, 0.0) == 4  # nobody excluded: no check to tighten
+    for threshold in (0.75, 0.8, 0.9, 1.0):
+        assert chance_pass_rate(sentinel_count(38, 0.1, threshold), threshold) <= 0.05
+    with pytest.raises(ValueError, match="too few for an attention check"):
+        sentinel_count(6, 0.2, 0.8)
+
+
+def test_plan_has_practice_first_sentinels_and_balanced_sides():
     plan = plan_trials(
         protocol="2afc",
-        photos=[f"p{i}" for i in range(8)],
+        photos=[f"p{i}" for i in range(22)],
         conditions=["a", "b"],
         test_trials=20,
         practice_trials=2,
-        sentinel_rate=0.1,
+        sentinels=2,
         counts={},
         rng=random.Random(0),
     )
     assert [t.phase for t in plan] == ["practice"] * 2 + ["test"] * 20
     assert sum(t.condition == SENTINEL for t in plan if t.phase == "test") == 2
-    assert {t.fake_side for t in plan} == {"left", "right"}
+    # Half the fakes on each side, so "always the left one" scores exactly chance.
+    assert Counter(t.fake_side for t in plan if t.phase == "test") == {"left": 10, "right": 10}
+    assert Counter(t.fake_side for t in plan if t.phase == "practice") == {"left": 1, "right": 1}
+    assert sorted(balanced_sides(5, random.Random(1))).count("left") in (2, 3)
     single = plan_trials(
         protocol="single",
-        photos=["p0", "p1"],
+        photos=["p0", "p1", "p2", "p3"],
         conditions=conditions_for("single", ["a"]),
         test_trials=4,
         practice_trials=0,
-        sentinel_rate=0.0,
+        sentinels=0,
         counts={},
         rng=random.Random(0),
     )
@@ -186,38 +209,47 @@ def test_plan_has_practice_first_sentinels_and_recorded_sides():
     assert {t.condition for t in single} == {"a", REAL}
 
 
-def test_a_participant_sees_each_photo_once_when_there_are_enough():
-    plan = plan_trials(
-        protocol="2afc",
-        photos=[f"p{i}" for i in range(12)],
-        conditions=["a", "b", "c"],
-        test_trials=10,
-        practice_trials=2,
-        sentinel_rate=0.1,
-        counts={},
-        rng=random.Random(3),
-    )
-    photos = [t.photo for t in plan]
-    assert len(set(photos)) == len(photos) == 12
+def test_a_participant_sees_each_photo_once_or_the_plan_is_refused():
+    for seed in range(20):
+        plan = plan_trials(
+            protocol="2afc",
+            photos=[f"p{i}" for i in range(12)],
+            conditions=["a", "b", "c"],
+            test_trials=10,
+            practice_trials=2,
+            sentinels=2,
+            counts={},
+            rng=random.Random(seed),
+        )
+        photos = [t.photo for t in plan]
+        assert len(set(photos)) == len(photos) == 12  # practice photos never come back either
+    with pytest.raises(ValueError, match="need 13 photos to show each one once; there are 12"):
+        plan_trials(
+            protocol="2afc",
+            photos=[f"p{i}" for i in range(12)],
+            conditions=["a"],
+            test_trials=11,
+            practice_trials=2,
+            sentinels=1,
+            counts={},
+            rng=random.Random(0),
+        )
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("protocol", ["2afc", "single"])
-def test_allocation_balances_models_and_photos_across_participants(protocol, seed):
-    photos = [f"p{i}" for i in range(6)]
-    conditions = conditions_for(protocol, ["a", "b"])
+def _allocate_many(photos, conditions, people, seed, protocol="2afc", allow_repeats=False):
     counts, sentinels, rng = Counter(), Counter(), random.Random(seed)
-    for _ in range(30):
+    for _ in range(people):
         plan = plan_trials(
             protocol=protocol,
             photos=photos,
             conditions=conditions,
             test_trials=38,
             practice_trials=2,
-            sentinel_rate=0.1,
+            sentinels=8,
             counts=counts,
             sentinel_counts=sentinels,
             rng=rng,
+            allow_repeats=allow_repeats,
         )
         for t in plan:
             if t.phase == "test" and t.condition == SENTINEL:
@@ -226,10 +258,28 @@ def test_allocation_balances_models_and_photos_across_participants(protocol, see
                 counts[(t.photo, t.condition)] += 1
         own = Counter(t.condition for t in plan if t.phase == "test" and t.condition != SENTINEL)
         assert max(own.values()) - min(own.values()) <= 1  # each person sees every condition alike
-    cells = [(p, c) for p in photos for c in conditions]
-    values = [counts[c] for c in cells]
-    assert sum(values) == 30 * 34
-    # Every (photo, condition) cell within two judgements of every other (mean 85 here).
+    return [counts[(p, c)] for p in photos for c in conditions], sentinels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("protocol", ["2afc", "single"])
+def test_allocation_balances_cells_with_each_photo_once(protocol, seed):
+    photos = [f"p{i}" for i in range(40)]
+    conditions = conditions_for(protocol, ["a", "b"])
+    values, sentinels = _allocate_many(photos, conditions, 50, seed, protocol)
+    assert sum(values) == 50 * 30
+    # Every (photo, condition) cell within one judgement of every other.
+    assert max(values) - min(values) <= 1
+    # Sentinels take the photos left over (all 40 are used by everyone here): looser.
+    assert sum(sentinels.values()) == 50 * 8
+    assert max(sentinels.values()) - min(sentinels.values()) <= 3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_allocation_with_repeats_allowed_still_balances(seed):
+    photos = [f"p{i}" for i in range(6)]
+    values, sentinels = _allocate_many(photos, ["a", "b"], 30, seed, allow_repeats=True)
+    assert sum(values) == 30 * 30
     assert max(values) - min(values) <= 2
     assert max(sentinels.values()) - min(sentinels.values()) <= 1
 

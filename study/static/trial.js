@@ -3,6 +3,10 @@
 // time stays unlimited). Buttons are enabled only once the images are visible.
 (function () {
   "use strict";
+  // The progress bar's width comes from a data attribute: the page allows no inline styles.
+  document.querySelectorAll(".fill[data-width]").forEach(function (bar) {
+    bar.style.width = bar.dataset.width + "%";
+  });
   var form = document.getElementById("answer-form");
   if (!form) return;
   var box = form.querySelector(".stimuli");
@@ -32,8 +36,24 @@
   }
 
   function check() { if (images.every(ready)) show(); }
-  images.forEach(function (img) { img.addEventListener("load", check); });
+
+  // The server serves a trial's photos only within its exposure time (a reload cannot show
+  // them again): after that the answer is given from memory.
+  function expired() {
+    if (shownAt !== null) return;
+    images.forEach(function (img) { img.parentNode.classList.add("masked"); img.hidden = true; });
+    document.getElementById("expired").hidden = false;
+    box.classList.remove("loading");
+    shownAt = performance.now();
+    buttons.forEach(function (b) { b.disabled = false; });
+  }
+
+  images.forEach(function (img) {
+    img.addEventListener("load", check);
+    img.addEventListener("error", expired);
+  });
   check();
+  images.forEach(function (img) { if (img.complete && img.naturalWidth === 0 && img.src) expired(); });
 
   form.addEventListener("submit", function (event) {
     if (sent || shownAt === null) { event.preventDefault(); return; }
