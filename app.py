@@ -7,20 +7,22 @@ else 127.0.0.1:7860). Limits come from ``DEEPCOLOR_APP_*`` variables (see deepco
 
 import argparse
 import os
+from types import SimpleNamespace
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
 from deepcolor.errors import DeviceUnavailable  # noqa: E402
-from deepcolor.pipeline import resolve_device  # noqa: E402
-from deepcolor.ui import AppSettings, ModelHub  # noqa: E402
+from deepcolor.published import choice_label  # noqa: E402
+from deepcolor.ui import AppSettings, ModelCatalog  # noqa: E402
 from deepcolor.ui import batch as batch_ui  # noqa: E402
 from deepcolor.ui import compare as compare_ui  # noqa: E402
 from deepcolor.ui import conditioned as conditioned_ui  # noqa: E402
 from deepcolor.ui import guided as guided_ui  # noqa: E402
 from deepcolor.ui.common import load_input, user_errors  # noqa: E402
 from deepcolor.ui.examples import EXAMPLES_DIR, example_photos  # noqa: E402
+from deepcolor.ui.models import device_label, model_lines, models_markdown  # noqa: E402
 
 try:  # Hugging Face ZeroGPU: a GPU is attached only inside functions decorated with spaces.GPU
     import spaces
@@ -38,31 +40,30 @@ def handler(fn=None, *, gpu_seconds: int = 60):
     return spaces.GPU(duration=gpu_seconds)(fn) if ON_ZERO_GPU else fn
 
 
-CSS = """
+def clear_on_failure(event, outputs: list, hide: tuple = ()) -> None:
+    """After a failed action, empty its outputs (and hide those in ``hide``): no earlier result
+    stays on screen beside the error, the outputs' "Error" badges go, one pop-up says it."""
+    hidden = {id(o) for o in hide}
+    blanks = [gr.update(value=None, visible=False) if id(o) in hidden else None for o in outputs]
+    blank = blanks[0] if len(outputs) == 1 else blanks
+    event.failure(
+        lambda: blank,
+        None,
+        outputs,
+        show_progress="hidden",
+        queue=False,
+        api_visibility="private",
+    )
+
+
+CSS = (
+    """
 .result-slider { min-width: 280px; }
 #guided-canvas img { cursor: crosshair; }
-.swatches span { display: inline-block; width: 1.6em; height: 1.6em; margin-right: .3em;
-                 border: 1px solid #888; border-radius: 4px; vertical-align: middle; }
+#guided-colour, #guided-colour .block { overflow: visible !important; }
 """
-
-ADD, MOVE = "Add a hint", "Move the selected hint"
-
-
-def models_markdown(hub: ModelHub) -> str:
-    rows = ["| model | status | what it is / why not |", "|---|---|---|"]
-    for s in hub.statuses():
-        state = "available" if s.available else "unavailable"
-        text = s.summary if s.available else s.reason
-        extra = f" ({', '.join(s.needs)} needed)" if s.needs else ""
-        rows.append(f"| `{s.name}` | {state}{extra} | {text.replace('|', '/')} |")
-    return "\n".join(rows)
-
-
-def device_label(hub: ModelHub) -> str:
-    if ON_ZERO_GPU:
-        return "ZeroGPU"
-    device = hub.settings.device
-    return resolve_device(None if device in ("", "auto") else device).type.upper()
+    + guided_ui.SUGGESTION_CSS
+)
 
 
 def _first(names, default):
@@ -70,10 +71,9 @@ def _first(names, default):
 
 
 # --- Compare -------------------------------------------------------------------------------------
-def compare_tab(hub: ModelHub) -> None:
-    automatic = hub.available(automatic=True)
-    default = hub.default_model()
-    chosen = [default] + [n for n in ("tint", "gray") if n in automatic and n != default][:1]
+def compare_tab(catalog: ModelCatalog) -> None:
+    automatic = catalog.available(automatic=True)
+    default = catalog.default_model()
     slots = min(len(automatic), compare_ui.MAX_MODELS) or 1
     examples = example_photos()
 
@@ -86,21 +86,23 @@ def compare_tab(hub: ModelHub) -> None:
                 sources=["upload", "clipboard"],
                 elem_id="compare-input",
             )
-            info = gr.Markdown(elem_id="compare-info")
+            info = gr.Markdown(label="About the photo", elem_id="compare-info")
             models = gr.CheckboxGroup(
-                automatic,
-                value=chosen,
+                [(choice_label(name), name) for name in automatic],  # "(912 MB download)"
+                value=[default],
                 label="Models",
                 elem_id="compare-models",
                 info="Colour photos are turned to grayscale; the original becomes the ground truth.",
             )
-            missing = [s.name for s in hub.statuses() if s.automatic and not s.available]
+            with gr.Accordion("What each model is", open=True):
+                gr.Markdown(model_lines(catalog, automatic), elem_id="compare-about")
+            missing = [s.name for s in catalog.statuses() if s.automatic and not s.available]
             if missing:
                 gr.Markdown(
                     f"Not available here: {', '.join(missing)} (the Models tab says why).",
                     elem_id="compare-missing",
                 )
-            scaled = ", ".join(hub.available("chroma_gain", automatic=True)) or "none here"
+            scaled = ", ".join(catalog.available("chroma_gain", automatic=True)) or "none here"
             strength = gr.Slider(
                 0.0,
                 compare_ui.MAX_COLOUR_STRENGTH,
@@ -113,13 +115,14 @@ def compare_tab(hub: ModelHub) -> None:
             if examples:
                 gr.Examples(examples, inputs=image, label="Examples (Kodak, free for any use)")
         with gr.Column(scale=2):
-            status = gr.Markdown(elem_id="compare-status")
+            status = gr.Markdown(label="Summary", elem_id="compare-status")
             sliders = []
             for row_start in range(0, slots, 2):
                 with gr.Row():
                     for _ in range(min(2, slots - row_start)):
                         sliders.append(
                             gr.ImageSlider(
+                                label=f"Result {len(sliders) + 1}",
                                 visible=False,
                                 format="png",
                                 elem_classes=["result-slider"],
@@ -137,11 +140,11 @@ def compare_tab(hub: ModelHub) -> None:
 
     @handler
     def describe(value):
-        return compare_ui.describe_input(value, hub) if value else ""
+        return compare_ui.describe_upload(value, catalog)
 
     @handler
     def run_compare(value, names, colour_strength=1.0):
-        result = compare_ui.compare(value, names, hub, colour_strength)
+        result = compare_ui.compare(value, names, catalog, colour_strength)
         updates = []
         for i in range(len(sliders)):
             if i < len(result.outputs):
@@ -157,19 +160,20 @@ def compare_tab(hub: ModelHub) -> None:
 
     @handler
     def colorize(value, model_name):
-        return compare_ui.colorize_one(value, model_name, hub)
+        return compare_ui.colorize_one(value, model_name, catalog)
 
     image.change(describe, image, info, preprocess=False, api_name="describe")
-    run.click(
-        run_compare,
-        [image, models, strength],
-        [status, *sliders, metrics, files],
-        preprocess=False,
-        api_name="compare",
+    results = [status, *sliders, metrics, files]
+    clear_on_failure(
+        run.click(
+            run_compare, [image, models, strength], results, preprocess=False, api_name="compare"
+        ),
+        results,
+        hide=tuple(sliders),
     )
     # API only: one photo, one model (default model when empty) -> a PNG at full resolution.
     api_model = gr.Textbox(visible=False)
-    api_result = gr.Image(visible=False, type="filepath", format="png")
+    api_result = gr.Image(visible=False, type="filepath", format="png", label="Colourised photo")
     api_button = gr.Button(visible=False)
     api_button.click(
         colorize, [image, api_model], api_result, preprocess=False, api_name="colorize"
@@ -177,127 +181,127 @@ def compare_tab(hub: ModelHub) -> None:
 
 
 # --- Guided ---------------------------------------------------------------------------------------
-def guided_tab(hub: ModelHub) -> None:
-    takers = hub.available("hints")
+def _guided_layout(catalog: ModelCatalog) -> SimpleNamespace:
+    """The Guided tab's components, laid out, by name for the wiring."""
+    takers = catalog.available("hints")
+    ui = SimpleNamespace()
     if not takers:
-        gr.Markdown(f"**{guided_ui._no_model_message(hub)}**", elem_id="guided-notice")
+        gr.Markdown(f"**{guided_ui.no_model_message(catalog)}**", elem_id="guided-notice")
+    gr.Markdown(guided_ui.INSTRUCTIONS, elem_id="guided-help")
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(
+            ui.image = gr.Image(
                 type="filepath",
                 label="Photo",
-                height=220,
+                height=260,
                 sources=["upload", "clipboard"],
                 elem_id="guided-input",
             )
-            board = gr.Image(
-                label="Click on the photo to place a colour hint",
+            ui.board = gr.Image(
+                label="Click to place a hint; click a hint's dot to select it",
                 interactive=False,
                 format="png",
                 elem_id="guided-canvas",
                 buttons=[],
+                visible=False,
+            )
+            ui.another = gr.Button(
+                "Use another photo", size="sm", visible=False, elem_id="guided-another"
             )
             examples = example_photos()
             if examples:
-                gr.Examples(examples, inputs=image)
+                gr.Examples(examples, inputs=ui.image)
         with gr.Column(scale=1):
-            model = gr.Dropdown(
+            ui.model = gr.Dropdown(
                 takers,
-                value=hub.default_for("hints"),
+                value=catalog.default_for("hints"),
                 label="Model (takes colour hints)",
                 interactive=bool(takers),
                 elem_id="guided-model",
             )
-            with gr.Row():
-                colour = gr.ColorPicker("#2f7fd2", label="Hint colour", elem_id="guided-colour")
-                action = gr.Radio([ADD, MOVE], value=ADD, label="Clicking on the photo will")
-            size = gr.Slider(1, 15, value=5, step=2, label="Hint size (pixels at the model's size)")
-            swatches = gr.HTML(elem_classes=["swatches"])
-            suggestions = gr.Radio(
+            # Alone in its row: the picker's pop-up needs the column's whole width.
+            ui.colour = gr.ColorPicker("#2f7fd2", label="Hint colour", elem_id="guided-colour")
+            ui.action = gr.Radio(
+                [guided_ui.ADD, guided_ui.MOVE],
+                value=guided_ui.ADD,
+                label="Clicking on the photo away from the dots will",
+            )
+            ui.size = gr.Radio(
+                guided_ui.HINT_SIZES, value=5, label="Size of a new hint", elem_id="guided-size"
+            )
+            ui.suggestions = gr.Radio(
                 [],
-                label="Colours the model suggests at the last click",
+                label="Colours likely at the selected hint: click one to give it that colour",
                 elem_id="guided-suggestions",
                 visible=False,
             )
-            selected = gr.Number(0, precision=0, label="Selected hint #", minimum=0)
+            ui.selected = gr.Number(
+                0, precision=0, label="Selected hint (click its dot)", minimum=0
+            )
             with gr.Row():
-                recolour = gr.Button("Give it the hint colour", size="sm")
-                remove = gr.Button("Remove it", size="sm")
-                clear = gr.Button("Remove all", size="sm")
+                ui.recolour = gr.Button("Give it the hint colour", size="sm")
+                ui.remove = gr.Button("Remove it", size="sm")
+                ui.clear = gr.Button("Remove all", size="sm")
             with gr.Accordion("Global hints (optional)", open=False):
-                use_saturation = gr.Checkbox(False, label="Set the overall saturation")
-                saturation = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Saturation")
-                reference = gr.Image(
+                ui.use_saturation = gr.Checkbox(False, label="Set the overall saturation")
+                ui.saturation = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Saturation")
+                ui.reference = gr.Image(
                     type="filepath", label="Palette from a reference photo", height=160
                 )
-            run = gr.Button("Colourise", variant="primary", elem_id="guided-run")
+            ui.run = gr.Button("Colourise", variant="primary", elem_id="guided-run")
         with gr.Column(scale=1):
-            result = gr.ImageSlider(
+            ui.result = gr.ImageSlider(
                 label="Result", format="png", elem_id="guided-result", max_height=480
             )
-            timing = gr.Markdown(elem_id="guided-status")
-            table = gr.Dataframe(
+            ui.timing = gr.Markdown(label="Status", elem_id="guided-status")
+            ui.table = gr.Dataframe(
                 headers=guided_ui.HINT_HEADERS,
                 interactive=False,
                 label="Hints",
                 elem_id="guided-hints",
             )
-    hints = gr.JSON([], visible=False)  # the hint list, a JSON component so the API can send one
+    # the hint list, a JSON component so the API can send one
+    ui.hints = gr.JSON([], visible=False, label="Hint list")
+    return ui
 
-    def board_image(value, hint_list, sel):
-        return guided_ui.canvas(load_input(value, hub.settings.max_pixels), hint_list, sel)
+
+def guided_tab(catalog: ModelCatalog) -> None:
+    ui = _guided_layout(catalog)
+    max_pixels = catalog.settings.max_pixels
+    no_suggestions = gr.update(choices=[], value=None, visible=False)
 
     def refreshed(value, hint_list, sel):
-        return hint_list, board_image(value, hint_list, sel), guided_ui.hints_table(hint_list), sel
+        board = guided_ui.canvas(load_input(value, max_pixels), hint_list, sel)
+        return hint_list, board, guided_ui.hints_table(hint_list), sel
 
     @handler
     def load(value):
-        if not value:
-            return (
-                [],
-                None,
-                guided_ui.hints_table([]),
-                0,
-                gr.update(choices=[], value=None, visible=False),
-                "",
-                None,
-            )
-        return (
-            *refreshed(value, [], 0),
-            gr.update(choices=[], value=None, visible=False),
-            "",
-            None,
-        )
+        shown = bool(value)
+        state = refreshed(value, [], 0) if shown else ([], None, guided_ui.hints_table([]), 0)
+        views = gr.update(visible=not shown), gr.update(visible=shown), gr.update(visible=shown)
+        return (*state, no_suggestions, None, *views)
 
     @handler
     def click(value, hint_list, mode, sel, picked, hint_size, model_name, evt: gr.SelectData):
-        loaded = load_input(value, hub.settings.max_pixels)
-        x, y = guided_ui.click_to_fraction(evt.index, guided_ui.preview_size(*loaded.size))
-        if mode == MOVE:
-            hint_list = guided_ui.move_hint(hint_list, sel, x, y)
-        else:
-            hint_list = guided_ui.add_hint(hint_list, x, y, picked, int(hint_size))
-            sel = len(hint_list)
-        suggested = guided_ui.suggest_colours(loaded, model_name, x, y, hub)
-        spans = "".join(
-            f'<span style="background:{c}" title="{c} {p:.0%}"></span>' for c, p in suggested
+        loaded = load_input(value, max_pixels)
+        hint_list, sel, x, y = guided_ui.apply_click(
+            loaded, hint_list, evt.index, mode=mode, selected=sel, colour=picked, size=hint_size
         )
-        choices = [(f"{c} ({p:.0%})", c) for c, p in suggested]
-        return (
-            *refreshed(loaded, hint_list, sel),
-            gr.update(choices=choices, value=None, visible=bool(choices)),
-            spans,
+        choices = guided_ui.suggestion_choices(
+            guided_ui.suggest_colours(loaded, model_name, x, y, catalog)
         )
-
-    @handler
-    def recolour_selected(value, hint_list, sel, picked):
-        return refreshed(value, guided_ui.recolour_hint(hint_list, sel, picked), sel)
+        suggested = gr.update(choices=choices, value=None, visible=bool(choices))
+        return (*refreshed(loaded, hint_list, sel), suggested)
 
     @handler
     def use_suggestion(value, hint_list, sel, picked):
         if not picked:
             return hint_list, gr.update(), gr.update(), sel, gr.update()
         return (*refreshed(value, guided_ui.recolour_hint(hint_list, sel, picked), sel), picked)
+
+    @handler
+    def recolour_selected(value, hint_list, sel, picked):
+        return refreshed(value, guided_ui.recolour_hint(hint_list, sel, picked), sel)
 
     @handler
     def remove_selected(value, hint_list, sel):
@@ -309,101 +313,126 @@ def guided_tab(hub: ModelHub) -> None:
         return refreshed(value, [], 0)
 
     @handler
-    def colourise(value, model_name, hint_list, use_sat, sat, ref):
+    def colorize(value, model_name, hint_list, use_sat, sat, ref):
         out = guided_ui.run_guided(
             value,
             model_name,
             hint_list,
-            hub,
+            catalog,
             saturation=float(sat) if use_sat else None,
             reference=ref or None,
         )
         text = f"{model_name}: {out.hints_used} hint(s), {out.seconds:.2f} s"
-        return (out.gray_png, out.colour_png), text
+        return (out.gray_png, out.colour_png), f"{text}. {out.note}" if out.note else text
 
     @handler
-    def auto_colourise(value, model_name, *rest):
+    def auto_colorize(value, model_name, *rest):
         # After a hint edit: re-run when there is something to run, stay quiet otherwise.
         if not value or not model_name:
             return gr.update(), gr.update()
-        return colourise(value, model_name, *rest)
+        return colorize(value, model_name, *rest)
 
-    state = [hints, board, table, selected]
-    run_inputs = [image, model, hints, use_saturation, saturation, reference]
-    run_outputs = [result, timing]
-    image.change(
-        load,
-        image,
-        [*state, suggestions, swatches, result],
-        preprocess=False,
-        api_name="guided_load",
-    ).success(auto_colourise, run_inputs, run_outputs, preprocess=False, api_visibility="private")
-    board.select(
-        click,
-        [image, hints, action, selected, colour, size, model],
-        [*state, suggestions, swatches],
-        preprocess=False,
-        api_name="guided_click",
-    ).success(auto_colourise, run_inputs, run_outputs, preprocess=False, api_visibility="private")
-    suggestions.input(
-        use_suggestion,
-        [image, hints, selected, suggestions],
-        [*state, colour],
-        preprocess=False,
-        api_name="guided_use_suggestion",
-    ).success(auto_colourise, run_inputs, run_outputs, preprocess=False, api_visibility="private")
-    recolour.click(
-        recolour_selected,
-        [image, hints, selected, colour],
-        state,
-        preprocess=False,
-        api_name="guided_recolour",
-    ).success(auto_colourise, run_inputs, run_outputs, preprocess=False, api_visibility="private")
-    remove.click(
-        remove_selected, [image, hints, selected], state, preprocess=False, api_name="guided_remove"
-    ).success(auto_colourise, run_inputs, run_outputs, preprocess=False, api_visibility="private")
-    clear.click(clear_all, image, state, preprocess=False, api_name="guided_clear").success(
-        auto_colourise, run_inputs, run_outputs, preprocess=False, api_visibility="private"
+    state = [ui.hints, ui.board, ui.table, ui.selected]
+    run_inputs = [ui.image, ui.model, ui.hints, ui.use_saturation, ui.saturation, ui.reference]
+    run_outputs = [ui.result, ui.timing]
+    photo_views = [ui.image, ui.board, ui.another]
+    edits = [  # (event, handler, inputs, outputs, API name); each edit re-runs the model
+        (ui.image.change, load, [ui.image], [*state, ui.suggestions, ui.result, *photo_views]),
+        (
+            ui.board.select,
+            click,
+            [ui.image, ui.hints, ui.action, ui.selected, ui.colour, ui.size, ui.model],
+            [*state, ui.suggestions],
+        ),
+        (
+            ui.suggestions.input,
+            use_suggestion,
+            [ui.image, ui.hints, ui.selected, ui.suggestions],
+            [*state, ui.colour],
+        ),
+        (ui.recolour.click, recolour_selected, [ui.image, ui.hints, ui.selected, ui.colour], state),
+        (ui.remove.click, remove_selected, [ui.image, ui.hints, ui.selected], state),
+        (ui.clear.click, clear_all, [ui.image], state),
+    ]
+    names = ["load", "click", "use_suggestion", "recolour", "remove", "clear"]
+    for (event, fn, inputs, outputs), name in zip(edits, names, strict=True):
+        rerun = event(fn, inputs, outputs, preprocess=False, api_name=f"guided_{name}").success(
+            auto_colorize, run_inputs, run_outputs, preprocess=False, api_visibility="private"
+        )
+        clear_on_failure(rerun, run_outputs)
+    ui.another.click(
+        lambda: gr.update(value=None, visible=True),
+        None,
+        ui.image,
+        queue=False,
+        api_visibility="private",
     )
-    selected.input(
-        handler(lambda v, h, s: board_image(v, h, s) if v else None),
-        [image, hints, selected],
-        board,
+    ui.selected.input(
+        handler(lambda v, h, s: refreshed(v, h, s)[1] if v else None),
+        [ui.image, ui.hints, ui.selected],
+        ui.board,
         preprocess=False,
         api_visibility="private",
     )
-    run.click(colourise, run_inputs, run_outputs, preprocess=False, api_name="guided")
+    clear_on_failure(
+        ui.run.click(colorize, run_inputs, run_outputs, preprocess=False, api_name="guided"),
+        run_outputs,
+    )
 
 
 # --- Reference and Prompt -------------------------------------------------------------------------
-def reference_tab(hub: ModelHub) -> None:
-    names = hub.available("reference")
-    notice = conditioned_ui.tab_notice(hub, "reference", "reference-based")
+def reference_tab(catalog: ModelCatalog) -> None:
+    names = catalog.available("reference")
+    notice = conditioned_ui.tab_notice(catalog, "reference", "reference-based")
     gr.Markdown(notice or "The target takes its colours from the reference photo.")
     with gr.Row():
         target = gr.Image(type="filepath", label="Photo to colourise", height=260)
-        reference = gr.Image(type="filepath", label="Reference photo (in colour)", height=260)
+        with gr.Column():
+            reference = gr.Image(
+                type="filepath",
+                label="Reference photo (in colour)",
+                height=260,
+                elem_id="reference-photo",
+            )
+            warning = gr.Markdown(label="Reference check", elem_id="reference-warning")
         result = gr.ImageSlider(label="Result", format="png", max_height=480)
     with gr.Row():
         model = gr.Dropdown(
             names, value=_first(names, "exemplar"), label="Model", interactive=bool(names)
         )
         run = gr.Button("Colourise", variant="primary", interactive=bool(names))
-    timing = gr.Markdown()
+    timing = gr.Markdown(label="Status", elem_id="reference-status")
 
     @handler
-    def go(value, ref, model_name):
-        out = conditioned_ui.run_reference(value, ref, model_name, hub)
-        return (out.gray_png, out.colour_png), f"{out.model}: {out.seconds:.2f} s"
+    def check_reference(ref):
+        return conditioned_ui.describe_reference(ref, catalog)
 
-    run.click(
-        go, [target, reference, model], [result, timing], preprocess=False, api_name="reference"
+    @handler
+    def colorize_after_reference(value, ref, model_name):
+        out = conditioned_ui.run_reference(value, ref, model_name, catalog)
+        return (out.gray_png, out.colour_png), out.status()
+
+    reference.change(
+        check_reference, reference, warning, preprocess=False, api_name="check_reference"
+    )
+    clear_on_failure(
+        run.click(
+            colorize_after_reference,
+            [target, reference, model],
+            [result, timing],
+            preprocess=False,
+            api_name="reference",
+        ),
+        [result, timing],
     )
 
 
-def prompt_tab(hub: ModelHub) -> None:
-    names = hub.available("prompt")
-    gr.Markdown(conditioned_ui.prompt_notice(hub) or "Describe the colours you want.")
+def prompt_tab(catalog: ModelCatalog) -> None:
+    names = catalog.available("prompt")
+    gr.Markdown(
+        conditioned_ui.prompt_notice(catalog) or "Describe the colours you want.",
+        elem_id="prompt-notice",
+    )
     enabled = bool(names)
     with gr.Row():
         with gr.Column():
@@ -430,28 +459,31 @@ def prompt_tab(hub: ModelHub) -> None:
             run = gr.Button("Colourise", variant="primary", interactive=enabled)
         with gr.Column():
             result = gr.ImageSlider(label="Result", format="png", max_height=480)
-            timing = gr.Markdown()
+            timing = gr.Markdown(label="Status")
 
     @handler
-    def go(value, text, neg, n_steps, n_seed, model_name):
+    def colorize_from_prompt(value, text, neg, n_steps, n_seed, model_name):
         out = conditioned_ui.run_prompt(
-            value, text, model_name, hub, negative_prompt=neg, steps=n_steps, seed=n_seed
+            value, text, model_name, catalog, negative_prompt=neg, steps=n_steps, seed=n_seed
         )
-        return (out.gray_png, out.colour_png), f"{out.model}: {out.seconds:.2f} s"
+        return (out.gray_png, out.colour_png), out.status()
 
-    run.click(
-        go,
-        [target, prompt, negative, steps, seed, model],
+    clear_on_failure(
+        run.click(
+            colorize_from_prompt,
+            [target, prompt, negative, steps, seed, model],
+            [result, timing],
+            preprocess=False,
+            api_name="prompt",
+        ),
         [result, timing],
-        preprocess=False,
-        api_name="prompt",
     )
 
 
 # --- Batch ----------------------------------------------------------------------------------------
-def batch_tab(hub: ModelHub) -> None:
-    automatic = hub.available(automatic=True)
-    settings = hub.settings
+def batch_tab(catalog: ModelCatalog) -> None:
+    automatic = catalog.available(automatic=True)
+    settings = catalog.settings
     gr.Markdown(
         f"Up to {settings.batch_max_files} photos or zips of photos "
         f"({settings.batch_max_total_megabytes:.0f} MB unpacked); you get one zip of PNGs."
@@ -464,10 +496,10 @@ def batch_tab(hub: ModelHub) -> None:
                 label="Photos or zips",
                 elem_id="batch-files",
             )
-            model = gr.Dropdown(automatic, value=hub.default_model(), label="Model")
+            model = gr.Dropdown(automatic, value=catalog.default_model(), label="Model")
             run = gr.Button("Colourise all", variant="primary", elem_id="batch-run")
         with gr.Column():
-            status = gr.Markdown(elem_id="batch-status")
+            status = gr.Markdown(label="Summary", elem_id="batch-status")
             archive = gr.File(label="Colourised photos (zip)", elem_id="batch-zip")
             failures = gr.Dataframe(
                 headers=batch_ui.FAILURE_HEADERS,
@@ -475,40 +507,59 @@ def batch_tab(hub: ModelHub) -> None:
                 label="Failed files",
                 elem_id="batch-failures",
                 wrap=True,
+                column_widths=["35%", "65%"],
+                visible=False,
+            )
+            previews = gr.Gallery(
+                label="Preview", columns=4, height=320, elem_id="batch-preview", visible=False
             )
 
     @handler(gpu_seconds=120)
-    def go(values, model_name, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+    def colorize_all(values, model_name, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
         result = batch_ui.run_batch(
-            values, model_name, hub, progress=lambda f, d: progress(f, desc=d)
+            values, model_name, catalog, progress=lambda f, d: progress(f, desc=d)
         )
-        return result.summary(), result.zip_path, result.failures_table()
+        return (
+            result.summary(),
+            result.zip_path,
+            gr.update(value=result.failures_table(), visible=bool(result.failures)),
+            gr.update(value=result.previews, visible=bool(result.previews)),
+        )
 
-    run.click(go, [files, model], [status, archive, failures], preprocess=False, api_name="batch")
+    outputs = [status, archive, failures, previews]
+    clear_on_failure(
+        run.click(colorize_all, [files, model], outputs, preprocess=False, api_name="batch"),
+        outputs,
+        hide=(failures, previews),
+    )
 
 
 # --- the app --------------------------------------------------------------------------------------
-def build_app(hub: ModelHub | None = None) -> gr.Blocks:
-    hub = hub or ModelHub(AppSettings.from_env())
+def build_app(catalog: ModelCatalog | None = None) -> gr.Blocks:
+    catalog = catalog or ModelCatalog(AppSettings.from_env())
     with gr.Blocks(title="DeepColor", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(
             "# DeepColor\nColourise black-and-white photos and compare the methods side by side. "
-            f"Default model: `{hub.default_model()}`; running on {device_label(hub)}."
+            f"Default model: `{catalog.default_model()}` ({catalog.default_choice().reason}); "
+            "running on "
+            f"{device_label(catalog, ON_ZERO_GPU)}."
         )
         with gr.Tabs():
             with gr.Tab("Compare", id="compare"):
-                compare_tab(hub)
+                compare_tab(catalog)
             with gr.Tab("Guided", id="guided"):
-                guided_tab(hub)
+                guided_tab(catalog)
             with gr.Tab("Reference", id="reference"):
-                reference_tab(hub)
+                reference_tab(catalog)
             with gr.Tab("Prompt", id="prompt"):
-                prompt_tab(hub)
+                prompt_tab(catalog)
             with gr.Tab("Batch", id="batch"):
-                batch_tab(hub)
+                batch_tab(catalog)
             with gr.Tab("Models", id="models"):
-                gr.Markdown(models_markdown(hub), elem_id="models-table")
-    demo.queue(default_concurrency_limit=hub.settings.concurrency, max_size=hub.settings.queue_size)
+                gr.Markdown(models_markdown(catalog), elem_id="models-table")
+    demo.queue(
+        default_concurrency_limit=catalog.settings.concurrency, max_size=catalog.settings.queue_size
+    )
     return demo
 
 
@@ -526,7 +577,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     settings = AppSettings.from_env()
     try:
-        demo = build_app(ModelHub(settings))
+        demo = build_app(ModelCatalog(settings))
     except DeviceUnavailable as exc:  # a bad DEEPCOLOR_DEVICE: say so before serving anything
         raise SystemExit(f"error: DEEPCOLOR_DEVICE={settings.device!r}: {exc}") from None
     demo.launch(
@@ -537,6 +588,7 @@ def main(argv=None) -> None:
         allowed_paths=[str(EXAMPLES_DIR)],  # the examples, when started from another folder
         show_error=False,  # unexpected errors: a generic message, the traceback stays in the log
         css=CSS,
+        head=guided_ui.SUGGESTION_SCRIPT,
         footer_links=["api", "gradio"],
     )
 

@@ -127,12 +127,12 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
 
-        from deepcolor.ui import AppSettings, ModelHub
+        from deepcolor.ui import AppSettings, ModelCatalog
 
-        hub = ModelHub(AppSettings(device="cpu"))
-        name = hub.default_model()
+        catalog = ModelCatalog(AppSettings(device="cpu"))
+        name = catalog.default_model()
         start = time.perf_counter()
-        pipe = hub.pipeline(name)
+        pipe = catalog.pipeline(name)
         load = time.perf_counter() - start
         runs, cpu_runs = [], []
         for _ in range(args.repeat):

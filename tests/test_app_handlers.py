@@ -28,14 +28,14 @@ from deepcolor.metrics import image_metrics  # noqa: E402
 from deepcolor.models.base import Colorizer  # noqa: E402
 from deepcolor.models.baselines import GrayColorizer, TintColorizer  # noqa: E402
 from deepcolor.registry import DEFAULT_AUTOMATIC, ColorizerInfo  # noqa: E402
-from deepcolor.ui import AppSettings, ModelHub  # noqa: E402
+from deepcolor.ui import AppSettings, ModelCatalog  # noqa: E402
 from deepcolor.ui import batch as batch_ui  # noqa: E402
 from deepcolor.ui import compare as compare_ui  # noqa: E402
 from deepcolor.ui import conditioned as conditioned_ui  # noqa: E402
 from deepcolor.ui import guided as guided_ui  # noqa: E402
 from deepcolor.ui.common import load_input, user_errors, work_dir  # noqa: E402
 from deepcolor.ui.examples import example_photos  # noqa: E402
-from deepcolor.ui.models import probe  # noqa: E402
+from deepcolor.ui.models import device_label, model_lines, models_markdown, probe  # noqa: E402
 
 RED_AB = (80.0, 67.0)  # roughly pure red's chroma
 
@@ -93,10 +93,10 @@ class ReferenceMean(Colorizer):
 
 
 @pytest.fixture(scope="module")
-def hub() -> ModelHub:
+def catalog() -> ModelCatalog:
     models = {"gray": GrayColorizer(), "tint": TintColorizer(), "hintmean": HintMean()}
     models["refmean"] = ReferenceMean()
-    return ModelHub(AppSettings(max_megapixels=1.0), models=models, include_registry=False)
+    return ModelCatalog(AppSettings(max_megapixels=1.0), models=models, include_registry=False)
 
 
 @pytest.fixture(scope="module")
@@ -127,17 +127,15 @@ def _png(path: str) -> np.ndarray:
 
 # --- models ----------------------------------------------------------------------------------------
 def test_registry_models_are_listed_with_reasons_and_baselines_are_available():
-    hub = ModelHub()
-    statuses = {s.name: s for s in hub.statuses()}
+    catalog = ModelCatalog()
+    statuses = {s.name: s for s in catalog.statuses()}
     assert statuses["gray"].available and statuses["tint"].available
     for status in statuses.values():
         assert status.available or status.reason  # an unavailable model always says why
-    assert hub.default_model() in hub.available(automatic=True)
-    if DEFAULT_AUTOMATIC in hub.available():
-        assert hub.default_model() == DEFAULT_AUTOMATIC
-    import app
-
-    table = app.models_markdown(hub)  # the Models tab: every model, and why one cannot run
+    assert catalog.default_model() in catalog.available(automatic=True)
+    if DEFAULT_AUTOMATIC in catalog.available():
+        assert catalog.default_model() == DEFAULT_AUTOMATIC
+    table = models_markdown(catalog)  # the Models tab: every model, and why one cannot run
     for status in statuses.values():
         line = next(row for row in table.splitlines() if row.startswith(f"| `{status.name}` |"))
         assert ("| available" in line) == status.available
@@ -161,36 +159,36 @@ def test_probe_reports_missing_weights_without_loading(tmp_path):
 
 
 def test_default_model_prefers_the_default_automatic_then_learned_then_tint():
-    tint_only = ModelHub(
+    tint_only = ModelCatalog(
         models={"tint": TintColorizer(), "gray": GrayColorizer()}, include_registry=False
     )
     assert tint_only.default_model() == "tint"
-    with_learned = ModelHub(
+    with_learned = ModelCatalog(
         models={"tint": TintColorizer(), "zz": HintMean()}, include_registry=False
     )
     assert with_learned.default_model() == "zz"
-    with_default = ModelHub(
+    with_default = ModelCatalog(
         models={"tint": TintColorizer(), "aa": HintMean(), DEFAULT_AUTOMATIC: HintMean()},
         include_registry=False,
     )
     assert with_default.default_model() == DEFAULT_AUTOMATIC
 
 
-def test_pipelines_are_loaded_once_and_unavailable_models_refused(hub):
-    assert hub.pipeline("tint") is hub.pipeline("tint")
-    assert "tint" in hub.loaded()
-    registry_hub = ModelHub()
-    missing = [s for s in registry_hub.statuses() if not s.available]
+def test_pipelines_are_loaded_once_and_unavailable_models_refused(catalog):
+    assert catalog.pipeline("tint") is catalog.pipeline("tint")
+    assert "tint" in catalog.loaded()
+    registry_catalog = ModelCatalog()
+    missing = [s for s in registry_catalog.statuses() if not s.available]
     if missing:
         with pytest.raises(ModelUnavailable, match=missing[0].name):
-            registry_hub.pipeline(missing[0].name)
+            registry_catalog.pipeline(missing[0].name)
     with pytest.raises(DeepColorError, match="unknown model"):
-        hub.status("no-such-model")
+        catalog.status("no-such-model")
 
 
 # --- compare ---------------------------------------------------------------------------------------
-def test_compare_two_models_full_resolution_and_metrics(hub, photo):
-    result = compare_ui.compare(str(photo), ["tint", "gray"], hub)
+def test_compare_two_models_full_resolution_and_metrics(catalog, photo):
+    result = compare_ui.compare(str(photo), ["tint", "gray"], catalog)
     original = np.asarray(Image.open(photo).convert("RGB"))
     assert [o.name for o in result.outputs] == ["tint", "gray"]
     assert result.has_ground_truth and result.size == (96, 64)
@@ -210,8 +208,8 @@ def test_compare_two_models_full_resolution_and_metrics(hub, photo):
     assert np.ptp(gray.astype(int), axis=2).max() <= 1  # the slider's "before" is gray
 
 
-def test_compare_without_ground_truth_shows_only_colourfulness(hub, gray_photo):
-    result = compare_ui.compare(str(gray_photo), "tint", hub)
+def test_compare_without_ground_truth_shows_only_colourfulness(catalog, gray_photo):
+    result = compare_ui.compare(str(gray_photo), "tint", catalog)
     assert not result.has_ground_truth
     row = result.metrics.iloc[0]
     assert pd_isna(row["PSNR (dB)"]) and row["colourfulness"] > 0
@@ -239,7 +237,7 @@ class GainTint(Colorizer):
 
 
 def test_colour_strength_scales_models_that_take_a_gain(gray_photo):
-    gain_hub = ModelHub(
+    gain_catalog = ModelCatalog(
         AppSettings(max_megapixels=1.0),
         models={"gaintint": GainTint(), "tint": TintColorizer()},
         include_registry=False,
@@ -249,42 +247,41 @@ def test_colour_strength_scales_models_that_take_a_gain(gray_photo):
         out = next(o for o in result.outputs if o.name == name)
         return float(np.hypot(*rgb2lab(out.rgb / 255.0)[..., 1:].mean(axis=(0, 1)).T))
 
-    shipped = compare_ui.compare(str(gray_photo), ["gaintint", "tint"], gain_hub)
-    double = compare_ui.compare(str(gray_photo), ["gaintint", "tint"], gain_hub, 2.0)
-    gray = compare_ui.compare(str(gray_photo), ["gaintint"], gain_hub, 0.0)
+    shipped = compare_ui.compare(str(gray_photo), ["gaintint", "tint"], gain_catalog)
+    double = compare_ui.compare(str(gray_photo), ["gaintint", "tint"], gain_catalog, 2.0)
+    gray = compare_ui.compare(str(gray_photo), ["gaintint"], gain_catalog, 0.0)
     assert chroma(shipped, "gaintint") == pytest.approx(1.5 * np.hypot(8, 12), rel=0.1)
     assert chroma(double, "gaintint") == pytest.approx(2 * chroma(shipped, "gaintint"), rel=0.1)
     assert chroma(gray, "gaintint") < 1.0
     assert chroma(double, "tint") == pytest.approx(chroma(shipped, "tint"), abs=1e-6)
     for bad in (-1, 7, "very"):
         with pytest.raises(InvalidCondition, match="colour strength"):
-            compare_ui.compare(str(gray_photo), ["gaintint"], gain_hub, bad)
+            compare_ui.compare(str(gray_photo), ["gaintint"], gain_catalog, bad)
 
 
-def test_compare_refuses_bad_inputs_with_readable_messages(hub, photo, tmp_path):
+def test_compare_refuses_bad_inputs_with_readable_messages(catalog, photo, tmp_path):
     with pytest.raises(InvalidCondition, match="at least one model"):
-        compare_ui.compare(str(photo), [], hub)
+        compare_ui.compare(str(photo), [], catalog)
     with pytest.raises(InvalidCondition, match="needs reference"):
-        compare_ui.compare(str(photo), ["refmean"], hub)
+        compare_ui.compare(str(photo), ["refmean"], catalog)
     with pytest.raises(InvalidImage, match="upload a photo first"):
-        compare_ui.compare(None, ["tint"], hub)
+        compare_ui.compare(None, ["tint"], catalog)
     corrupt = tmp_path / "abc123" / "cache-name.jpg"
     corrupt.parent.mkdir()
     corrupt.write_bytes(b"\xff\xd8\xff this is not really a JPEG")
     upload = {"path": str(corrupt), "orig_name": "holiday.jpg"}
     with pytest.raises(InvalidImage, match="holiday.jpg") as info:
-        compare_ui.compare(upload, ["tint"], hub)
+        compare_ui.compare(upload, ["tint"], catalog)
     assert "cache-name" not in str(info.value)  # the visitor's name, not Gradio's cache path
-    big = tmp_path / "big.png"
+    big = tmp_path / "big.png"  # over this catalog's 1 MP: downscaled, not refused
     Image.new("RGB", (1200, 1000)).save(big)
-    with pytest.raises(ImageTooLarge, match="megapixels"):
-        compare_ui.describe_input(str(big), hub)
+    assert "downscaled" in compare_ui.describe_input(str(big), catalog)
 
 
-def test_describe_and_colorize_one(hub, photo):
-    assert "96x64" in compare_ui.describe_input(str(photo), hub)
-    assert "ground truth" in compare_ui.describe_input(str(photo), hub)
-    png = compare_ui.colorize_one(str(photo), "", hub)  # empty: the default model
+def test_describe_and_colorize_one(catalog, photo):
+    assert "96x64" in compare_ui.describe_input(str(photo), catalog)
+    assert "ground truth" in compare_ui.describe_input(str(photo), catalog)
+    png = compare_ui.colorize_one(str(photo), "", catalog)  # empty: the default model
     assert _png(png).shape == (64, 96, 3)
 
 
@@ -368,11 +365,11 @@ def test_canvas_draws_each_hint_in_its_colour(photo):
     assert np.ptp(board[60, 90].astype(int)) <= 1  # elsewhere: gray
 
 
-def test_guided_result_follows_the_hints(hub, photo):
+def test_guided_result_follows_the_hints(catalog, photo):
     red = guided_ui.add_hint([], 0.2, 0.2, "#ff0000")
-    one = guided_ui.run_guided(str(photo), "hintmean", red, hub)
+    one = guided_ui.run_guided(str(photo), "hintmean", red, catalog)
     blue = guided_ui.add_hint(red, 0.8, 0.8, "#0000ff")
-    two = guided_ui.run_guided(str(photo), "hintmean", blue, hub)
+    two = guided_ui.run_guided(str(photo), "hintmean", blue, catalog)
     assert one.hints_used == 1 and two.hints_used == 2
     lab_one, lab_two = rgb2lab(_png(one.colour_png)), rgb2lab(_png(two.colour_png))
     assert lab_one[..., 1].mean() > 20  # red hint: a > 0 everywhere
@@ -380,52 +377,87 @@ def test_guided_result_follows_the_hints(hub, photo):
     assert _png(two.colour_png).shape == (64, 96, 3)
 
 
-def test_guided_global_saturation_and_refusals(hub, photo, tmp_path):
-    plain = guided_ui.run_guided(str(photo), "hintmean", [], hub)
-    vivid = guided_ui.run_guided(str(photo), "hintmean", [], hub, saturation=0.5)
+def test_guided_global_saturation_and_refusals(catalog, photo, tmp_path):
+    plain = guided_ui.run_guided(str(photo), "hintmean", [], catalog)
+    vivid = guided_ui.run_guided(str(photo), "hintmean", [], catalog, saturation=0.5)
     assert (
         rgb2lab(_png(vivid.colour_png))[..., 1].mean()
         > rgb2lab(_png(plain.colour_png))[..., 1].mean() + 10
     )
     with pytest.raises(InvalidCondition, match="does not take colour hints"):
-        guided_ui.run_guided(str(photo), "tint", [], hub)
+        guided_ui.run_guided(str(photo), "tint", [], catalog)
     with pytest.raises(InvalidCondition, match="between 0 and 1"):
-        guided_ui.run_guided(str(photo), "hintmean", [], hub, saturation=3)
+        guided_ui.run_guided(str(photo), "hintmean", [], catalog, saturation=3)
     bad = [{"x": 2.0, "y": 0.5, "a": 0, "b": 0, "size": 3, "colour": "#000000"}]
     with pytest.raises(InvalidCondition, match="outside the image"):
-        guided_ui.run_guided(str(photo), "hintmean", bad, hub)
+        guided_ui.run_guided(str(photo), "hintmean", bad, catalog)
     with pytest.raises(InvalidCondition):
-        guided_ui.run_guided(str(photo), None, [], hub)
+        guided_ui.run_guided(str(photo), None, [], catalog)
 
 
-def test_suggested_colours_come_from_the_models_distribution(hub, photo):
-    left = guided_ui.suggest_colours(str(photo), "hintmean", 0.1, 0.5, hub)
-    right = guided_ui.suggest_colours(str(photo), "hintmean", 0.9, 0.5, hub)
-    r, g, b = guided_ui.parse_colour(left[0][0])
-    assert left[0][1] == pytest.approx(1.0) and r > g and r > b  # red bin
-    r, g, b = guided_ui.parse_colour(right[0][0])
+def test_suggested_colours_come_from_the_models_distribution(catalog, photo):
+    left = guided_ui.suggest_colours(str(photo), "hintmean", 0.1, 0.5, catalog)
+    right = guided_ui.suggest_colours(str(photo), "hintmean", 0.9, 0.5, catalog)
+    r, g, b = guided_ui.parse_colour(left[0].hex)
+    assert left[0].probability == pytest.approx(1.0) and r > g and r > b  # red bin
+    r, g, b = guided_ui.parse_colour(right[0].hex)
     assert b > r and b > g  # blue bin
-    assert guided_ui.suggest_colours(str(photo), "tint", 0.5, 0.5, hub) == []  # no distribution
+    # a model without a distribution borrows unet_bins'; in this catalog there is none
+    assert guided_ui.suggest_colours(str(photo), "tint", 0.5, 0.5, catalog) == []
+    choices = guided_ui.suggestion_choices(left)
+    assert choices[0][1] == left[0].hex and choices[0][0].startswith(left[0].hex)
+
+
+def test_a_model_without_a_distribution_gets_suggestions_from_unet_bins(photo):
+    registry = ModelCatalog(AppSettings(device="cpu"))
+    takers = registry.available("hints")
+    if "unet_bins" not in registry.available() or not takers:
+        pytest.skip("unet_bins' or a hint-taking model's weights are not installed")
+    model = "siggraph17" if "siggraph17" in takers else takers[0]
+    assert guided_ui.suggestion_model(registry, model) in (model, "unet_bins")
+    suggested = guided_ui.suggest_colours(str(photo), model, 0.25, 0.25, registry)
+    assert 5 <= len(suggested) <= 8
+    assert len({s.hex for s in suggested}) == len(suggested)  # distinct
+    assert all(0 < s.probability <= 1 for s in suggested)
+    probabilities = [s.probability for s in suggested]
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_clicking_a_hint_selects_it_and_elsewhere_adds_or_moves(catalog, photo):
+    image = load_input(str(photo), None)
+    width, height = guided_ui.preview_size(*image.size)
+    hints, sel, x, y = guided_ui.apply_click(image, [], (10, 10), colour="#ff0000")
+    assert len(hints) == 1 and sel == 1
+    hints, sel, _, _ = guided_ui.apply_click(image, hints, (70, 40), colour="#00ff00")
+    assert len(hints) == 2 and sel == 2
+    dot = (hints[0]["x"] * (width - 1) + 2, hints[0]["y"] * (height - 1) - 1)
+    same, sel, x, y = guided_ui.apply_click(image, hints, dot, selected=2)
+    assert same == hints and sel == 1 and (x, y) == (hints[0]["x"], hints[0]["y"])
+    moved, sel, _, _ = guided_ui.apply_click(
+        image, hints, (50, 50), mode=guided_ui.MOVE, selected=1
+    )
+    assert sel == 1 and moved[0]["x"] != hints[0]["x"] and moved[1] == hints[1]
 
 
 # --- reference and prompt --------------------------------------------------------------------------
-def test_reference_tab_uses_the_reference_colours(hub, photo, tmp_path):
+def test_reference_tab_uses_the_reference_colours(catalog, photo, tmp_path):
     ref = tmp_path / "green.png"
     Image.new("RGB", (40, 30), (30, 180, 40)).save(ref)
-    out = conditioned_ui.run_reference(str(photo), str(ref), "refmean", hub)
+    out = conditioned_ui.run_reference(str(photo), str(ref), "refmean", catalog)
     assert rgb2lab(_png(out.colour_png))[..., 1].mean() < -20  # green: a < 0
     with pytest.raises(InvalidImage, match="reference photo"):
-        conditioned_ui.run_reference(str(photo), None, "refmean", hub)
+        conditioned_ui.run_reference(str(photo), None, "refmean", catalog)
     with pytest.raises(InvalidCondition, match="does not take reference"):
-        conditioned_ui.run_reference(str(photo), str(ref), "tint", hub)
+        conditioned_ui.run_reference(str(photo), str(ref), "tint", catalog)
 
 
-def test_prompt_tab_says_what_to_set_when_disabled(hub, photo):
-    notice = conditioned_ui.prompt_notice(hub)
-    assert "DEEPCOLOR_SD_MODEL" in notice and "DEEPCOLOR_CONTROLNET_MODEL" in notice
-    assert "other tabs work" in notice
+def test_prompt_tab_says_what_a_visitor_can_do_when_disabled(catalog, photo):
+    notice = conditioned_ui.prompt_notice(catalog)
+    assert "not available on this server" in notice
+    assert "Compare" in notice and "Guided" in notice and "Reference" in notice
+    assert "DEEPCOLOR_" not in notice and "environment" not in notice  # not the visitor's job
     with pytest.raises(InvalidCondition, match="text-prompt"):
-        conditioned_ui.run_prompt(str(photo), "a red barn", None, hub)
+        conditioned_ui.run_prompt(str(photo), "a red barn", None, catalog)
 
 
 # --- batch -----------------------------------------------------------------------------------------
@@ -436,7 +468,7 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
-def test_batch_zip_in_zip_out_with_failures_and_safe_names(hub, photo, tmp_path):
+def test_batch_zip_in_zip_out_with_failures_and_safe_names(catalog, photo, tmp_path):
     good = photo.read_bytes()
     archive = _zip(
         tmp_path / "photos.zip",
@@ -452,7 +484,7 @@ def test_batch_zip_in_zip_out_with_failures_and_safe_names(hub, photo, tmp_path)
     )
     seen = []
     result = batch_ui.run_batch(
-        [str(archive), str(photo)], "tint", hub, progress=lambda f, d: seen.append(f)
+        [str(archive), str(photo)], "tint", catalog, progress=lambda f, d: seen.append(f)
     )
     assert len(result.done) == 5
     failures = dict(result.failures)
@@ -461,23 +493,25 @@ def test_batch_zip_in_zip_out_with_failures_and_safe_names(hub, photo, tmp_path)
     assert "photos.zip/evil.png" in result.done  # ".." dropped from the name
     with zipfile.ZipFile(result.zip_path) as out:
         names = out.namelist()
-        assert sorted(names) == [
-            "beach-2.png",
-            "beach.png",
+        assert sorted(names) == [  # the zip's folders kept, made safe
+            "abs/rooted.png",
             "evil.png",
+            "other/beach.png",
             "quadrants.png",
-            "rooted.png",
+            "summer/beach.png",
         ]
-        assert all("/" not in n and ".." not in n for n in names)
-        image = Image.open(io.BytesIO(out.read("beach.png")))
+        assert all(not n.startswith("/") and ".." not in n for n in names)
+        image = Image.open(io.BytesIO(out.read("summer/beach.png")))
         assert image.size == (96, 64)
+    assert len(result.previews) == 5 and result.previews[0][1] == "photos.zip/summer/beach.png"
+    assert all(max(Image.open(path).size) <= batch_ui.PREVIEW_SIDE for path, _ in result.previews)
     assert not (tmp_path.parent / "evil.png").exists()
     assert seen[0] == 0 and seen[-1] == 1.0
     assert list(result.failures_table().columns) == batch_ui.FAILURE_HEADERS
 
 
 def test_batch_refuses_zip_bombs_and_empty_uploads(photo, tmp_path):
-    small = ModelHub(
+    small = ModelCatalog(
         AppSettings(batch_max_total_megabytes=1.0),
         models={"tint": TintColorizer()},
         include_registry=False,
@@ -488,7 +522,7 @@ def test_batch_refuses_zip_bombs_and_empty_uploads(photo, tmp_path):
         batch_ui.run_batch([str(bomb)], "tint", small)
     with pytest.raises(InvalidCondition, match="upload photos"):
         batch_ui.run_batch([], "tint", small)
-    few = ModelHub(
+    few = ModelCatalog(
         AppSettings(batch_max_files=2), models={"tint": TintColorizer()}, include_registry=False
     )
     with pytest.raises(InvalidCondition, match="at most 2 photos"):
@@ -500,14 +534,19 @@ def test_batch_refuses_zip_bombs_and_empty_uploads(photo, tmp_path):
 
 
 # --- the app's wiring ------------------------------------------------------------------------------
-def test_every_action_has_an_api_name(hub):
+def test_every_action_has_an_api_name(catalog):
     import app
 
-    demo = app.build_app(hub)
+    demo = app.build_app(catalog)
     names = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
     expected = {"compare", "colorize", "describe", "guided", "guided_click", "guided_remove"}
     assert expected | {"reference", "prompt", "batch"} <= names
-    assert "hintmean" in app.models_markdown(hub)
+    assert "hintmean" in models_markdown(catalog)
+    # every result has a name in the API, never Gradio's "value_14"
+    info = demo.get_api_info()
+    for endpoint, spec in info["named_endpoints"].items():
+        for returned in spec["returns"]:
+            assert not returned["label"].startswith("value_"), (endpoint, returned)
 
 
 # --- diffusion weights (Prompt tab) ----------------------------------------------------------------
@@ -539,16 +578,18 @@ def test_diffusion_weights_are_looked_for_without_loading(tmp_path, monkeypatch)
 def test_registered_prompt_models_say_what_to_set(monkeypatch):
     monkeypatch.delenv("DEEPCOLOR_SD_MODEL", raising=False)
     monkeypatch.delenv("DEEPCOLOR_CONTROLNET_MODEL", raising=False)
-    hub = ModelHub()
-    prompt_models = [s for s in hub.statuses() if "prompt" in s.needs]
+    catalog = ModelCatalog()
+    prompt_models = [s for s in catalog.statuses() if "prompt" in s.needs]
     if not prompt_models:
         pytest.skip("no text-prompt model is registered in this version")
-    notice = conditioned_ui.prompt_notice(hub)
+    notice = conditioned_ui.prompt_notice(catalog)
     if any(s.available for s in prompt_models):
         assert notice == ""  # the tab is enabled
     else:
-        assert all(s.reason for s in prompt_models)
-        assert "DEEPCOLOR_SD_MODEL" in notice and "DEEPCOLOR_CONTROLNET_MODEL" in notice
+        assert "not available on this server" in notice and "DEEPCOLOR_" not in notice
+        # whoever runs the server finds what to set on the Models tab
+        reasons = models_markdown(catalog)
+        assert "DEEPCOLOR_SD_MODEL" in reasons and "DEEPCOLOR_CONTROLNET_MODEL" in reasons
 
 
 def test_old_request_folders_are_pruned():
@@ -581,7 +622,70 @@ def test_actions_get_a_gpu_lease_only_on_zero_gpu(monkeypatch):
     monkeypatch.setattr(app, "ON_ZERO_GPU", True)
     assert app.handler(lambda: 1)() == 1
     app.handler(gpu_seconds=120)(lambda: 1)
-    assert leases == [60, 120] and app.device_label(ModelHub()) == "ZeroGPU"
+    assert leases == [60, 120] and device_label(ModelCatalog(), on_zero_gpu=True) == "ZeroGPU"
     monkeypatch.setattr(app, "ON_ZERO_GPU", False)
     app.handler(lambda: 1)
     assert leases == [60, 120]
+
+
+# --- what a visitor is told --------------------------------------------------------------------
+def test_a_photo_too_small_to_colorize_is_refused_clearly(catalog, tmp_path):
+    tiny = tmp_path / "pixel.png"
+    Image.new("RGB", (1, 1), (120, 80, 40)).save(tiny)
+    with pytest.raises(InvalidImage, match=r"pixel\.png: 1x1 pixels is too small to colourise"):
+        compare_ui.compare(str(tiny), ["tint"], catalog)
+    assert "too small" in compare_ui.describe_upload(str(tiny), catalog)
+    zipped = _zip(tmp_path / "tiny.zip", {"pixel.png": tiny.read_bytes()})
+    result = batch_ui.run_batch([str(zipped)], "tint", catalog)
+    assert not result.done and "too small" in result.failures[0][1]
+
+
+def test_a_photo_over_the_servers_limit_is_downscaled_and_said_so(photo, tmp_path):
+    small = ModelCatalog(
+        AppSettings(max_megapixels=0.0015), models={"tint": TintColorizer()}, include_registry=False
+    )
+    result = compare_ui.compare(str(photo), ["tint"], small)
+    width, height = result.size
+    assert width * height <= 1500 and abs(width / height - 1.5) < 0.1  # aspect ratio kept
+    assert _png(result.outputs[0].png).shape == (height, width, 3)
+    assert "96x64" in result.summary() and "downscaled" in result.summary()
+    assert "downscaled" in compare_ui.describe_input(str(photo), small)
+    batch = batch_ui.run_batch([str(photo)], "tint", small)
+    assert batch.downscaled == 1 and "downscaled" in batch.summary()
+
+
+def test_a_photo_over_what_the_app_opens_says_what_to_do(catalog, tmp_path):
+    huge = tmp_path / "panorama.png"
+    Image.new("L", (9000, 6000)).save(huge)  # 54 MP of black compresses to a small file
+    with pytest.raises(ImageTooLarge) as info:
+        compare_ui.describe_input(str(huge), catalog)
+    message = str(info.value)
+    assert "panorama.png" in message and "54.0 megapixels" in message
+    assert "up to 50 MP" in message and "resize it" in message
+    assert "raise the limit" not in message  # a visitor cannot
+
+
+def test_a_damaged_upload_is_described_in_place(catalog, tmp_path):
+    corrupt = tmp_path / "grandma.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 cut off")
+    text = compare_ui.describe_upload(str(corrupt), catalog)
+    assert text.startswith("**Cannot use this file:**") and "grandma.jpg" in text
+    assert compare_ui.describe_upload(None, catalog) == ""
+
+
+def test_a_black_and_white_reference_is_warned_about(catalog, photo, gray_photo):
+    assert conditioned_ui.describe_reference(str(photo), catalog) == ""
+    warning = conditioned_ui.describe_reference(str(gray_photo), catalog)
+    assert "black-and-white" in warning and "colour photo" in warning
+    out = conditioned_ui.run_reference(str(photo), str(gray_photo), "refmean", catalog)
+    assert "black-and-white" in out.status()
+    fine = conditioned_ui.run_reference(str(photo), str(photo), "refmean", catalog)
+    assert fine.status() == f"refmean: {fine.seconds:.2f} s"
+
+
+def test_each_model_is_explained_in_one_line(catalog):
+    lines = model_lines(catalog, ["tint", "hintmean"]).splitlines()
+    assert lines == [
+        f"- `tint`: {catalog.status('tint').summary}",
+        f"- `hintmean`: {catalog.status('hintmean').summary}",
+    ]

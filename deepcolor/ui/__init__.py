@@ -6,7 +6,7 @@ through the library (pipeline, registry, metrics, hints). Handlers raise
 turns those into ``gr.Error`` for the UI.
 """
 
-from .models import ModelHub, ModelStatus
+from .models import ModelCatalog, ModelStatus
 from .settings import AppSettings
 
-__all__ = ["AppSettings", "ModelHub", "ModelStatus"]
+__all__ = ["AppSettings", "ModelCatalog", "ModelStatus"]

@@ -1,8 +1,9 @@
 """Batch tab: many photos (or zips of photos) in, one zip of colourised PNGs out.
 
 Zip members are read into memory under a byte budget and never extracted, so a crafted archive
-can neither write outside a folder (path traversal) nor fill the disk (zip bomb). Every file
-that fails is listed with its reason; the others still come out.
+can neither write outside a folder (path traversal) nor fill the disk (zip bomb). The folders
+inside an uploaded zip are kept in the zip that comes out (cleaned of ``..`` and absolute parts).
+Every file that fails is listed with its reason; the others still come out.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DeepColorError, InvalidCondition, InvalidImage
-from ..images import IMAGE_SUFFIXES, load_image
-from .common import display_name, new_folder, path_of
-from .models import ModelHub
+from ..images import IMAGE_SUFFIXES
+from .common import display_name, load_input, new_folder, path_of
+from .models import ModelCatalog
 
 FAILURE_HEADERS = ["file", "reason"]
+PREVIEW_COUNT = 12  # results shown on the page; the zip has them all
+PREVIEW_SIDE = 320
 Progress = Callable[[float, str], None]
 
 
@@ -30,6 +33,7 @@ class BatchItem:
     name: str  # what the visitor calls it ("photos.zip/summer/beach.jpg")
     data: bytes | None = None
     error: str = ""
+    inner: str = ""  # the path inside its zip ("summer/beach.jpg"); empty for a plain upload
 
 
 @dataclass
@@ -37,6 +41,8 @@ class BatchResult:
     zip_path: str | None
     done: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    previews: list[tuple[str, str]] = field(default_factory=list)  # (png path, caption)
+    downscaled: int = 0  # photos larger than the server's limit, made smaller to fit
 
     def failures_table(self) -> pd.DataFrame:
         return pd.DataFrame(self.failures, columns=FAILURE_HEADERS)
@@ -45,7 +51,15 @@ class BatchResult:
         text = f"{len(self.done)} photo(s) colourised"
         if self.failures:
             text += f", {len(self.failures)} failed (listed below)"
-        return text + "."
+        text += "."
+        if self.downscaled:
+            text += (
+                f" {self.downscaled} photo(s) were larger than this server colourises at once "
+                "and were downscaled."
+            )
+        if len(self.done) > len(self.previews) > 0:
+            text += f" The first {len(self.previews)} are shown; the zip has them all."
+        return text
 
 
 class _Budget:
@@ -75,26 +89,29 @@ def _read_zip(path: str, label: str, budget: _Budget) -> Iterator[BatchItem]:
             if info.is_dir():
                 continue
             inner = PurePosixPath(info.filename.replace("\\", "/"))
-            name = f"{label}/{'/'.join(p for p in inner.parts if p not in ('', '.', '..', '/'))}"
+            clean = "/".join(p for p in inner.parts if p not in ("", ".", "..", "/"))
+            name = f"{label}/{clean}"
             if inner.name.startswith(".") or "__MACOSX" in inner.parts:
                 continue  # macOS resource forks and hidden files are not photos
             if inner.suffix.lower() not in IMAGE_SUFFIXES:
                 yield BatchItem(
-                    name, error=f"skipped: {inner.suffix or 'no'} extension is not an image type"
+                    name,
+                    error=f"skipped: {inner.suffix or 'no'} extension is not an image type",
+                    inner=clean,
                 )
                 continue
             if info.flag_bits & 0x1:
-                yield BatchItem(name, error="the file is encrypted in the zip")
+                yield BatchItem(name, error="the file is encrypted in the zip", inner=clean)
                 continue
             # Declared sizes can lie: read at most what the budget allows, plus one byte.
             try:
                 with archive.open(info) as fh:
                     data = fh.read(max(budget.left, 0) + 1)
             except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
-                yield BatchItem(name, error=f"damaged inside the zip ({exc})")
+                yield BatchItem(name, error=f"damaged inside the zip ({exc})", inner=clean)
                 continue
             budget.take(len(data))
-            yield BatchItem(name, data=data)
+            yield BatchItem(name, data=data, inner=clean)
 
 
 def collect(files: Any, budget_bytes: int, max_files: int) -> list[BatchItem]:
@@ -120,30 +137,41 @@ def collect(files: Any, budget_bytes: int, max_files: int) -> list[BatchItem]:
     return items
 
 
-def _unique(name: str, taken: set[str]) -> str:
-    stem = (
-        "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(name).stem)[:80]
-        or "image"
-    )
-    candidate, n = f"{stem}.png", 2
-    while candidate in taken:
-        candidate, n = f"{stem}-{n}.png", n + 1
-    taken.add(candidate)
+def _output_name(item: BatchItem, taken: set[str]) -> str:
+    """A PNG name for ``item`` in the output zip: its folders inside the uploaded zip kept, every
+    part made safe, and a number added when two photos would share a name."""
+    parts = PurePosixPath(item.inner or Path(item.name).name).parts
+    safe = ["".join(ch if ch.isalnum() or ch in "-_. " else "_" for ch in p)[:80] for p in parts]
+    folders = [p.strip(" .") or "_" for p in safe[:-1]]
+    stem = Path(safe[-1]).stem.strip() or "image"
+    prefix = "".join(f"{f}/" for f in folders)
+    candidate, n = f"{prefix}{stem}.png", 2
+    while candidate.lower() in taken:
+        candidate, n = f"{prefix}{stem}-{n}.png", n + 1
+    taken.add(candidate.lower())
     return candidate
 
 
+def _preview(colour: Any, folder: Path, index: int) -> str:
+    small = colour.to_pil()
+    small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    path = folder / f"preview-{index:03d}.png"
+    small.save(path)
+    return str(path)
+
+
 def run_batch(
-    files: Any, model_name: str | None, hub: ModelHub, progress: Progress | None = None
+    files: Any, model_name: str | None, catalog: ModelCatalog, progress: Progress | None = None
 ) -> BatchResult:
     """Colourise every photo with one model; a zip of PNGs plus the failures with reasons."""
-    name = model_name or hub.default_model()
-    if not hub.status(name).automatic:
+    name = model_name or catalog.default_model()
+    if not catalog.status(name).automatic:
         raise InvalidCondition(
-            f"model {name!r} needs {', '.join(hub.status(name).needs)}; batch runs automatic models"
+            f"model {name!r} needs {', '.join(catalog.status(name).needs)}; batch runs automatic models"
         )
-    settings = hub.settings
+    settings = catalog.settings
     items = collect(files, settings.batch_max_total_bytes, settings.batch_max_files)
-    pipe = hub.pipeline(name)
+    pipe = catalog.pipeline(name)
     folder = new_folder("batch")
     zip_path = folder / f"deepcolor-{name}.zip"
     result = BatchResult(zip_path=None)
@@ -156,7 +184,7 @@ def run_batch(
                 result.failures.append((item.name, item.error))
                 continue
             try:
-                image = load_image(item.data or b"", max_pixels=settings.max_pixels)
+                image = load_input(item.data or b"", settings.max_pixels)
                 colour = pipe(image)
             except InvalidImage as exc:
                 reason = str(exc).removeprefix("bytes: ").removeprefix("bytes")
@@ -167,8 +195,12 @@ def run_batch(
                 continue
             buffer = io.BytesIO()
             colour.to_pil().save(buffer, format="PNG")
-            out.writestr(_unique(item.name, taken), buffer.getvalue())
+            out.writestr(_output_name(item, taken), buffer.getvalue())
             result.done.append(item.name)
+            result.downscaled += bool(image.original_size)
+            if len(result.previews) < PREVIEW_COUNT:
+                index = len(result.previews)
+                result.previews.append((_preview(colour, folder, index), item.name))
     if progress:
         progress(1.0, "done")
     result.zip_path = str(zip_path) if result.done else None

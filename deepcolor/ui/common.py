@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,8 +20,8 @@ import numpy as np
 import torch
 
 from ..color import gray_rgb_from_l, rgb_to_lab
-from ..errors import DeepColorError, InvalidImage
-from ..images import LoadedImage, load_image, save_image, to_pil, to_uint8
+from ..errors import DeepColorError, ImageTooLarge, InvalidImage
+from ..images import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_pil, to_uint8
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = logging.getLogger("deepcolor.app")
@@ -82,23 +83,98 @@ def display_name(value: Any) -> str:
     return Path(path).name if path else "image"
 
 
-def load_input(value: Any, max_pixels: int | None, *, what: str = "a photo") -> LoadedImage:
-    """Decode an uploaded image with the library's checks (format, size limit, damage)."""
-    if isinstance(value, LoadedImage):
+#: the smallest side a photo may have: below it there is nothing to colourise
+MIN_SIDE = 16
+
+
+@dataclass
+class AppImage(LoadedImage):
+    """An upload as the app works on it: ``original_size`` is set when it was downscaled."""
+
+    original_size: tuple[int, int] | None = None  # (width, height) as uploaded
+
+    def size_note(self) -> str:
+        """One sentence for the visitor when the photo was made smaller, else empty."""
+        if self.original_size is None:
+            return ""
+        (w0, h0), (w, h) = self.original_size, self.size
+        return (
+            f"{self.source} is {w0}x{h0} ({w0 * h0 / 1e6:.1f} MP), more than this server "
+            f"colourises at once: it was downscaled to {w}x{h} ({w * h / 1e6:.1f} MP)."
+        )
+
+
+def _downscaled(image: LoadedImage, max_pixels: int) -> AppImage:
+    """``image`` shrunk (area-averaged) to at most ``max_pixels``, keeping its aspect ratio."""
+    width, height = image.size
+    scale = (max_pixels / (width * height)) ** 0.5
+    size = max(1, int(height * scale)), max(1, int(width * scale))
+    planes = torch.from_numpy(image.rgb).permute(2, 0, 1).float()
+    if image.alpha is not None:
+        planes = torch.cat([planes, torch.from_numpy(image.alpha).float()[None]])
+    small = torch.nn.functional.interpolate(
+        planes[None], size=size, mode="bilinear", antialias=True, align_corners=False
+    )[0].clamp(0, 1)
+    small = small.double().permute(1, 2, 0).numpy()
+    return AppImage(
+        rgb=np.ascontiguousarray(small[..., :3]),
+        alpha=np.ascontiguousarray(small[..., 3]) if image.alpha is not None else None,
+        source=image.source,
+        mode=image.mode,
+        bit_depth=image.bit_depth,
+        original_size=image.size,
+    )
+
+
+def load_input(value: Any, max_pixels: int | None, *, what: str = "a photo") -> AppImage:
+    """Decode an upload with the library's checks (format, damage), refuse one too small to
+    colourise, and downscale one larger than ``max_pixels`` (the server's memory) to fit.
+
+    Photos up to the library's limit (50 MP, or ``max_pixels`` when that is higher) are opened;
+    larger ones are refused with what to do.
+    """
+    if isinstance(value, AppImage):
         return value
-    if isinstance(value, np.ndarray):
-        return load_image(value, max_pixels=max_pixels)
-    path = path_of(value)
-    if path is None:
+    if isinstance(value, LoadedImage):
+        loaded = value
+    else:
+        loaded = _decode(value, max(max_pixels or 0, DEFAULT_MAX_PIXELS), what)
+    width, height = loaded.size
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImage(
+            f"{loaded.source}: {width}x{height} pixels is too small to colourise; use a photo "
+            f"at least {MIN_SIDE} pixels wide and high"
+        )
+    if max_pixels is not None and width * height > max_pixels:
+        return _downscaled(loaded, max_pixels)
+    return AppImage(
+        **{f: getattr(loaded, f) for f in ("rgb", "alpha", "source", "mode")},
+        bit_depth=loaded.bit_depth,
+    )
+
+
+def _decode(value: Any, limit: int, what: str) -> LoadedImage:
+    """The library's decoding, with the visitor's file name and advice a visitor can follow."""
+    raw = isinstance(value, (np.ndarray, bytes))
+    path = None if raw else path_of(value)
+    if not raw and path is None:
         raise InvalidImage(f"please upload {what} first")
     try:
-        loaded = load_image(path, max_pixels=max_pixels)
+        loaded = load_image(value if raw else path, max_pixels=limit)
     except InvalidImage as exc:
-        # The library names Gradio's cache file; the visitor knows their own file name.
-        cached = Path(path).name
-        message = str(exc).replace(str(Path(path)), display_name(value))
-        raise type(exc)(message.replace(cached, display_name(value))) from None
-    loaded.source = display_name(value)
+        message = str(exc)
+        if path is not None:  # the library names Gradio's cache file; the visitor knows theirs
+            message = message.replace(str(Path(path)), display_name(value))
+            message = message.replace(Path(path).name, display_name(value))
+        if isinstance(exc, ImageTooLarge):  # a visitor cannot raise the server's limit
+            message = message.split(", over the limit")[0].split(" is over the limit")[0]
+            message += (
+                f"; this app opens photos up to {limit / 1e6:g} MP: resize it (or export it "
+                "smaller) and upload it again"
+            )
+        raise type(exc)(message) from None
+    if path is not None:
+        loaded.source = display_name(value)
     return loaded
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import InvalidCondition, number_in_range
+from ..errors import DeepColorError, InvalidCondition, number_in_range
 from ..models.unet import MAX_CHROMA_GAIN
 from .common import gray_from_l, load_input, new_folder, save_png
-from .models import ModelHub
+from .models import ModelCatalog
 
 METRIC_HEADERS = ["model", "seconds", "PSNR (dB)", "SSIM", "CIEDE2000", "colourfulness"]
 MAX_MODELS = 8  # a visitor's one click may not queue unbounded work
@@ -33,6 +33,7 @@ class CompareResult:
     metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=METRIC_HEADERS))
     has_ground_truth: bool = False
     size: tuple[int, int] = (0, 0)  # (width, height)
+    note: str = ""  # said to the visitor, e.g. that the photo was downscaled
 
     def summary(self) -> str:
         width, height = self.size
@@ -41,19 +42,32 @@ class CompareResult:
             if self.has_ground_truth
             else "no colour original, so only colourfulness and time are shown"
         )
-        return f"{len(self.outputs)} result(s) at {width}x{height}; {truth}."
+        text = f"{len(self.outputs)} result(s) at {width}x{height}; {truth}."
+        return f"{text} {self.note}" if self.note else text
 
 
-def describe_input(value: Any, hub: ModelHub) -> str:
+def describe_input(value: Any, catalog: ModelCatalog) -> str:
     """One line about an upload, raising a readable error for a bad file (shown on upload)."""
-    image = load_input(value, hub.settings.max_pixels)
+    image = load_input(value, catalog.settings.max_pixels)
     width, height = image.size
     kind = (
         "colour photo: converted to grayscale, the original kept as ground truth"
         if image.is_color
         else "black-and-white photo: no ground truth, metrics limited to colourfulness"
     )
-    return f"**{image.source}** - {width}x{height}, {kind}."
+    note = image.size_note()
+    return f"**{image.source}** - {width}x{height}, {kind}." + (f"\n\n{note}" if note else "")
+
+
+def describe_upload(value: Any, catalog: ModelCatalog) -> str:
+    """:func:`describe_input` for the page: a file that cannot be used is said in place of the
+    description rather than as a pop-up (pressing Colourise says it once more)."""
+    if not value:
+        return ""
+    try:
+        return describe_input(value, catalog)
+    except DeepColorError as exc:
+        return f"**Cannot use this file:** {exc}"
 
 
 def strength_conditions(model: Any, strength: float) -> dict[str, float]:
@@ -74,7 +88,7 @@ def check_strength(strength: Any) -> float:
 def compare(
     value: Any,
     model_names: list[str] | str | None,
-    hub: ModelHub,
+    catalog: ModelCatalog,
     colour_strength: float | None = 1.0,
 ) -> CompareResult:
     """Colourise ``value`` with each model; metrics against the original when it was in colour.
@@ -92,17 +106,17 @@ def compare(
             f"choose at most {MAX_MODELS} models at a time ({len(names)} chosen)"
         )
     for name in names:
-        _check_automatic(hub, name)
+        _check_automatic(catalog, name)
     from ..metrics import colourfulness, image_metrics  # scikit-image: imported on first use
 
-    image = load_input(value, hub.settings.max_pixels)
+    image = load_input(value, catalog.settings.max_pixels)
     folder = new_folder("compare")
     stem = image.source.rsplit(".", 1)[0]
-    result = CompareResult(gray_png="", size=image.size)
+    result = CompareResult(gray_png="", size=image.size, note=image.size_note())
     rows = []
     original = None
     for name in names:
-        pipe = hub.pipeline(name)
+        pipe = catalog.pipeline(name)
         out = pipe(image, **strength_conditions(pipe.model, strength))
         if not result.gray_png:  # the input's L, as every model saw it
             result.gray_png = save_png(gray_from_l(out.L), folder, f"{stem}-gray")
@@ -132,20 +146,20 @@ def compare(
     return result
 
 
-def _check_automatic(hub: ModelHub, name: str) -> None:
-    status = hub.status(name)
+def _check_automatic(catalog: ModelCatalog, name: str) -> None:
+    status = catalog.status(name)
     if not status.automatic:
         raise InvalidCondition(f"model {name!r} needs {', '.join(status.needs)}; use its own tab")
 
 
-def colorize_one(value: Any, model_name: str | None, hub: ModelHub) -> str:
+def colorize_one(value: Any, model_name: str | None, catalog: ModelCatalog) -> str:
     """One photo, one model (default: the app's default model) -> the PNG's path (the API).
 
     No metrics and no gray copy: only what the caller asked for, as fast as the model allows.
     """
-    name = model_name or hub.default_model()
-    _check_automatic(hub, name)
-    image = load_input(value, hub.settings.max_pixels)
-    out = hub.pipeline(name)(image)
+    name = model_name or catalog.default_model()
+    _check_automatic(catalog, name)
+    image = load_input(value, catalog.settings.max_pixels)
+    out = catalog.pipeline(name)(image)
     stem = image.source.rsplit(".", 1)[0]
     return save_png(out.rgb, new_folder("colorize"), f"{stem}-{name}", out.alpha)

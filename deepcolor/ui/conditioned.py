@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidCondition
 from .common import gray_from_l, load_input, new_folder, save_png
-from .diffusion import DIFFUSION_ENV
-from .models import ModelHub
+from .models import ModelCatalog
 
 MAX_PROMPT_CHARS = 500
 MAX_STEPS = 100
@@ -21,13 +19,18 @@ class ConditionedResult:
     colour_png: str
     seconds: float
     model: str
+    note: str = ""  # said to the visitor: downscaling, a reference without colour
+
+    def status(self) -> str:
+        text = f"{self.model}: {self.seconds:.2f} s"
+        return f"{text}. {self.note}" if self.note else text
 
 
 def _run(
-    value: Any, model_name: str, hub: ModelHub, tag: str, **conditions: Any
+    value: Any, model_name: str, catalog: ModelCatalog, tag: str, note: str = "", **conditions: Any
 ) -> ConditionedResult:
-    image = load_input(value, hub.settings.max_pixels)
-    out = hub.pipeline(model_name)(image, **conditions)
+    image = load_input(value, catalog.settings.max_pixels)
+    out = catalog.pipeline(model_name)(image, **conditions)
     folder = new_folder(tag)
     stem = image.source.rsplit(".", 1)[0]
     return ConditionedResult(
@@ -35,20 +38,21 @@ def _run(
         colour_png=save_png(out.rgb, folder, f"{stem}-{model_name}", out.alpha),
         seconds=out.seconds,
         model=model_name,
+        note=" ".join(n for n in (image.size_note(), note) if n),
     )
 
 
-def _require(hub: ModelHub, model_name: str | None, condition: str, what: str) -> str:
+def _require(catalog: ModelCatalog, model_name: str | None, condition: str, what: str) -> str:
     if not model_name:
-        raise InvalidCondition(tab_notice(hub, condition, what) or f"choose a {what} model")
-    if not hub.status(model_name).takes(condition):
+        raise InvalidCondition(tab_notice(catalog, condition, what) or f"choose a {what} model")
+    if not catalog.status(model_name).takes(condition):
         raise InvalidCondition(f"model {model_name!r} does not take {condition}")
     return model_name
 
 
-def tab_notice(hub: ModelHub, condition: str, what: str) -> str:
+def tab_notice(catalog: ModelCatalog, condition: str, what: str) -> str:
     """Empty when a model for ``condition`` can run, else what is missing and how to fix it."""
-    takers = [s for s in hub.statuses() if condition in s.needs]
+    takers = [s for s in catalog.statuses() if condition in s.needs]
     if any(s.available for s in takers):
         return ""
     if not takers:
@@ -57,49 +61,65 @@ def tab_notice(hub: ModelHub, condition: str, what: str) -> str:
     return f"No {what} model can run here:\n{reasons}"
 
 
-def prompt_notice(hub: ModelHub) -> str:
-    """What to set to enable the Prompt tab (empty when it is enabled)."""
-    notice = tab_notice(hub, "prompt", "text-prompt")
-    if not notice:
+def prompt_notice(catalog: ModelCatalog) -> str:
+    """What a visitor can do when no text-prompt model runs here (empty when one does).
+
+    How to install the diffusion weights is for whoever runs the server: the Models tab says it.
+    """
+    if not tab_notice(catalog, "prompt", "text-prompt"):
         return ""
-    settings = "\n".join(
-        f"- `{var}`: {what}, a Hub id or a local diffusers folder (now {'`' + os.environ[var] + '`' if os.environ.get(var) else 'unset'})"
-        for var, what in DIFFUSION_ENV.items()
-    )
     return (
-        f"{notice}\n\nTo enable this tab, make the diffusion weights available and restart the "
-        f"app:\n{settings}\n\nThe other tabs work without them."
+        "**Colourising from a text prompt is not available on this server** (its diffusion "
+        "model is not installed). You can still colourise a photo automatically (Compare and "
+        "Batch tabs), with colours you click onto it (Guided) or after the colours of another "
+        "photo (Reference). If you run DeepColor yourself, the Models tab says what this one "
+        "needs."
     )
+
+
+BLACK_AND_WHITE_REFERENCE = (
+    "the reference photo is black-and-white, so it has no colours to give and the result stays "
+    "nearly gray: choose a colour photo as the reference"
+)
+
+
+def describe_reference(value: Any, catalog: ModelCatalog) -> str:
+    """A warning when the uploaded reference has no colour (empty when it is fine)."""
+    if not value:
+        return ""
+    ref = load_input(value, catalog.settings.max_pixels, what="a reference photo")
+    return "" if ref.is_color else f"**Warning:** {BLACK_AND_WHITE_REFERENCE}."
 
 
 def run_reference(
-    value: Any, reference: Any, model_name: str | None, hub: ModelHub
+    value: Any, reference: Any, model_name: str | None, catalog: ModelCatalog
 ) -> ConditionedResult:
     """Colourise ``value`` after the colours of ``reference`` (an exemplar model)."""
-    name = _require(hub, model_name, "reference", "reference-based")
-    ref = load_input(reference, hub.settings.max_pixels, what="a reference photo")
-    return _run(value, name, hub, "reference", reference=ref)
+    name = _require(catalog, model_name, "reference", "reference-based")
+    ref = load_input(reference, catalog.settings.max_pixels, what="a reference photo")
+    note = "" if ref.is_color else f"Warning: {BLACK_AND_WHITE_REFERENCE}."
+    return _run(value, name, catalog, "reference", note, reference=ref)
 
 
 def run_prompt(
     value: Any,
     prompt: str,
     model_name: str | None,
-    hub: ModelHub,
+    catalog: ModelCatalog,
     *,
     negative_prompt: str = "",
     steps: int | None = None,
     seed: int | None = None,
 ) -> ConditionedResult:
     """Colourise ``value`` as the text ``prompt`` describes (a diffusion model)."""
-    name = _require(hub, model_name, "prompt", "text-prompt")
+    name = _require(catalog, model_name, "prompt", "text-prompt")
     prompt = (prompt or "").strip()
     if not prompt:
         raise InvalidCondition("write a prompt describing the colours, e.g. 'a red barn, blue sky'")
     if len(prompt) > MAX_PROMPT_CHARS or len(negative_prompt or "") > MAX_PROMPT_CHARS:
         raise InvalidCondition(f"prompts are limited to {MAX_PROMPT_CHARS} characters")
     conditions: dict[str, Any] = {"prompt": prompt}
-    status = hub.status(name)
+    status = catalog.status(name)
     if negative_prompt and status.takes("negative_prompt"):
         conditions["negative_prompt"] = negative_prompt.strip()
     if steps is not None and status.takes("steps"):
@@ -108,4 +128,4 @@ def run_prompt(
         conditions["steps"] = int(steps)
     if seed is not None and status.takes("seed"):
         conditions["seed"] = int(seed)
-    return _run(value, name, hub, "prompt", **conditions)
+    return _run(value, name, catalog, "prompt", **conditions)

@@ -15,21 +15,43 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from ..color import ab_bin_centers, ab_histogram, lab_to_rgb, rgb_to_lab
+from ..color import ab_histogram, rgb_to_lab
 from ..errors import InvalidCondition
 from ..hints import PointHint, as_point_hints
 from ..images import LoadedImage, load_image, to_uint8
+from ..suggestions import DEFAULT_COUNT, SuggestedColor, suggest_colors
 from .common import gray_from_l, gray_uint8, lightness, load_input, new_folder, save_png
-from .models import ModelHub
+from .models import ModelCatalog
 
 HINT_HEADERS = ["#", "x", "y", "colour", "a", "b"]  # the patch size stays in the JSON list
+ADD, MOVE = "Add a hint", "Move the selected hint"
+#: a new hint's patch size, in words (the value: pixels of the model's working size)
+HINT_SIZES = [("Small dot", 3), ("Medium", 5), ("Large patch", 9)]
+INSTRUCTIONS = (
+    "**1.** Upload a photo or pick an example. **2.** Click on the photo to put a colour hint "
+    "there, in the hint colour; the result updates by itself. **3.** Click a hint's dot to "
+    "select it, then give it another colour (or one of the suggested colours), move or remove "
+    "it."
+)
+#: paints each suggested colour's option with its colour (Gradio's radio shows only text)
+SUGGESTION_CSS = """
+#guided-suggestions label::before { content: ""; display: inline-block; width: 1.4em;
+  height: 1.4em; margin-right: .4em; border: 1px solid #888; border-radius: 4px;
+  background: var(--swatch, transparent); vertical-align: middle; }
+"""
+SUGGESTION_SCRIPT = """<script>
+(() => {
+  const paint = () => document.querySelectorAll("#guided-suggestions label").forEach((label) => {
+    const match = label.textContent.match(/#[0-9a-f]{6}/i);
+    if (match) label.style.setProperty("--swatch", match[0]);
+  });
+  new MutationObserver(paint).observe(document.documentElement, {subtree: true, childList: true});
+})();
+</script>"""
 PREVIEW_SIDE = 768  # the clickable canvas's long side; hints are fractions, so any size works
 MAX_HINTS = 64
-SUGGESTION_SIDE = 256
-MIN_SUGGESTION = 0.02  # bins less likely than this are not worth offering  # L side for a model without a fixed working size when asking for bins
 
 
 # --- colours ----------------------------------------------------------------------------------
@@ -63,13 +85,6 @@ def colour_to_ab(text: str | None) -> tuple[float, float]:
     rgb = torch.tensor(parse_colour(text), dtype=torch.float64).view(3, 1, 1) / 255.0
     lab = rgb_to_lab(rgb)
     return round(float(lab[1, 0, 0]), 2), round(float(lab[2, 0, 0]), 2)
-
-
-def ab_to_hex(L: float, a: float, b: float) -> str:
-    """How chroma (a, b) looks at lightness L, as #rrggbb."""
-    lab = torch.tensor([L, a, b], dtype=torch.float64).view(3, 1, 1)
-    rgb = lab_to_rgb(lab)[:, 0, 0].numpy()
-    return to_hex(np.round(np.clip(rgb, 0, 1) * 255))
 
 
 # --- the list of hints ------------------------------------------------------------------------
@@ -163,6 +178,11 @@ def point_hints(hints: list[dict] | None) -> list[PointHint]:
 
 
 # --- pictures ---------------------------------------------------------------------------------
+def dot_radius(width: int, height: int) -> int:
+    """The radius of a hint's dot on a canvas of this size."""
+    return max(5, round(max(width, height) / 80))
+
+
 def canvas(image: LoadedImage, hints: list[dict] | None, selected: Any = None) -> np.ndarray:
     """The grayscale photo, preview-sized, with each hint drawn as a numbered dot."""
     small = load_image(
@@ -173,7 +193,7 @@ def canvas(image: LoadedImage, hints: list[dict] | None, selected: Any = None) -
     gray = Image.fromarray(gray_uint8(small))
     draw = ImageDraw.Draw(gray)
     width, height = gray.size
-    radius = max(5, round(max(width, height) / 80))
+    radius = dot_radius(width, height)
     chosen = int(selected) if isinstance(selected, (int, float)) and selected else None
     for i, hint in enumerate(hints or [], start=1):
         cx, cy = hint["x"] * (width - 1), hint["y"] * (height - 1)
@@ -220,25 +240,26 @@ class GuidedResult:
     colour_png: str
     seconds: float
     hints_used: int
+    note: str = ""  # said to the visitor, e.g. that the photo was downscaled
 
 
 def run_guided(
     value: Any,
     model_name: str | None,
     hints: list[dict] | None,
-    hub: ModelHub,
+    catalog: ModelCatalog,
     *,
     saturation: float | None = None,
     reference: Any = None,
 ) -> GuidedResult:
     """Colourise with the hints (and optional global hints) given; any hint-taking model."""
     if not model_name:
-        raise InvalidCondition(_no_model_message(hub))
-    status = hub.status(model_name)
+        raise InvalidCondition(no_model_message(catalog))
+    status = catalog.status(model_name)
     if not status.takes("hints"):
         raise InvalidCondition(f"model {model_name!r} does not take colour hints")
-    image = load_input(value, hub.settings.max_pixels)
-    pipe = hub.pipeline(model_name)
+    image = load_input(value, catalog.settings.max_pixels)
+    pipe = catalog.pipeline(model_name)
     conditions: dict[str, Any] = {}
     points = point_hints(hints)
     if points:
@@ -247,7 +268,7 @@ def run_guided(
         if not status.takes("global_hints"):
             raise InvalidCondition(f"model {model_name!r} does not take global hints")
         conditions["global_hints"] = global_hints(
-            pipe, saturation, reference, hub.settings.max_pixels
+            pipe, saturation, reference, catalog.settings.max_pixels
         )
     out = pipe(image, **conditions)
     folder = new_folder("guided")
@@ -257,53 +278,94 @@ def run_guided(
         colour_png=save_png(out.rgb, folder, f"{stem}-{model_name}-guided", out.alpha),
         seconds=out.seconds,
         hints_used=len(points),
+        note=image.size_note(),
     )
 
 
-def _no_model_message(hub: ModelHub) -> str:
-    takers = [s for s in hub.statuses() if s.takes("hints")]
+def no_model_message(catalog: ModelCatalog) -> str:
+    takers = [s for s in catalog.statuses() if s.takes("hints")]
     if not takers:
         return "no model that takes colour hints is installed (siggraph17 adds one)"
     reasons = "; ".join(f"{s.name}: {s.reason}" for s in takers)
     return f"no hint-taking model can run here ({reasons})"
 
 
-def suggest_colours(
-    value: Any, model_name: str | None, x: float, y: float, hub: ModelHub, k: int = 6
-) -> list[tuple[str, float]]:
-    """The model's most likely colours at (x, y) as ``[(#rrggbb, probability)]``.
+#: where suggestions come from when the chosen model has no colour distribution of its own
+SUGGESTION_MODEL = "unet_bins"
 
-    Only models exposing ``bin_distribution(L)`` (a distribution over the 313 ab bins) can
-    suggest; for the others the list is empty.
+
+def suggestion_model(catalog: ModelCatalog, model_name: str | None) -> str | None:
+    """The model whose 313-bin distribution gives the suggestions: the chosen one when it has
+    one, else ``unet_bins`` when it is available here, else None."""
+    available = set(catalog.available())
+    for name in (model_name, SUGGESTION_MODEL):
+        if name and name in available and hasattr(catalog.pipeline(name).model, "bin_distribution"):
+            return name
+    return None
+
+
+def suggest_colours(
+    value: Any,
+    model_name: str | None,
+    x: float,
+    y: float,
+    catalog: ModelCatalog,
+    count: int = DEFAULT_COUNT,
+) -> list[SuggestedColor]:
+    """The likeliest distinct colours at ``(x, y)`` (fractions of the photo), likeliest first;
+    empty when no model here has a colour distribution."""
+    source = suggestion_model(catalog, model_name)
+    if source is None:
+        return []
+    image = load_input(value, catalog.settings.max_pixels)
+    return suggest_colors(catalog.pipeline(source), lightness(image), x, y, count)
+
+
+def suggestion_choices(suggested: list[SuggestedColor]) -> list[tuple[str, str]]:
+    """Radio options (label, value) for the suggestions: ``"#a0522d 34%"`` -> ``"#a0522d"``."""
+    return [(f"{c.hex} {c.probability:.0%}", c.hex) for c in suggested]
+
+
+def apply_click(
+    image: LoadedImage,
+    hints: list[dict] | None,
+    index: Any,
+    *,
+    mode: str = ADD,
+    selected: Any = 0,
+    colour: str = "#2f7fd2",
+    size: int = 5,
+) -> tuple[list[dict], int, float, float]:
+    """A click on the canvas at ``index`` (canvas pixels): on a hint's dot it selects that hint;
+    elsewhere it adds a hint (``mode=ADD``) or moves the selected one there (``mode=MOVE``).
+
+    Returns the hints, the selected hint's number and where the click was (fractions).
     """
-    if not model_name:
-        return []
-    pipe = hub.pipeline(model_name)
-    model = pipe.model
-    if not hasattr(model, "bin_distribution"):
-        return []
-    image = value if isinstance(value, LoadedImage) else load_input(value, hub.settings.max_pixels)
-    L = lightness(image).float()
-    side = model.working_size or SUGGESTION_SIDE
-    multiple = max(1, getattr(model, "size_multiple", 1))
-    height, width = L.shape[-2:]
-    if model.working_size:
-        work = (side, side)
-    else:
-        scale = min(1.0, side / max(height, width))
-        work = tuple(max(multiple, round(n * scale / multiple) * multiple) for n in (height, width))
-    L_work = F.interpolate(L, size=work, mode="bilinear", align_corners=False, antialias=True)
-    with torch.inference_mode():
-        probs = model.bin_distribution(L_work.to(pipe.device, pipe.dtype)).float().cpu()
-    cells_h, cells_w = probs.shape[-2:]
-    row = min(int(y * cells_h), cells_h - 1)
-    col = min(int(x * cells_w), cells_w - 1)
-    p = probs[0, :, row, col]
-    top = torch.topk(p, min(k, p.numel()))
-    centres = ab_bin_centers(dtype=torch.float64)
-    L_point = float(L[0, 0, min(int(y * height), height - 1), min(int(x * width), width - 1)])
-    return [
-        (ab_to_hex(L_point, *(float(v) for v in centres[i])), round(float(prob), 3))
-        for rank, (prob, i) in enumerate(zip(top.values, top.indices, strict=True))
-        if rank == 0 or prob >= MIN_SUGGESTION  # the likeliest always; the rest when plausible
-    ]
+    canvas_size = preview_size(*image.size)
+    x, y = click_to_fraction(index, canvas_size)
+    hints = list(hints or [])
+    hit = hint_at(hints, index, canvas_size)
+    if hit and mode != MOVE:
+        return hints, hit, hints[hit - 1]["x"], hints[hit - 1]["y"]
+    if mode == MOVE:
+        return move_hint(hints, selected, x, y), int(selected), x, y
+    hints = add_hint(hints, x, y, colour, int(size))
+    return hints, len(hints), x, y
+
+
+def hint_at(hints: list[dict] | None, index: Any, canvas_size: tuple[int, int]) -> int:
+    """The number (1-based) of the hint whose dot is under a click on the canvas, else 0."""
+    width, height = canvas_size
+    try:
+        px, py = float(index[0]), float(index[1])
+    except (TypeError, ValueError, IndexError):
+        return 0
+    reach = 1.5 * dot_radius(width, height)
+    best, best_distance = 0, reach
+    for i, hint in enumerate(hints or [], start=1):
+        distance = (
+            (hint["x"] * (width - 1) - px) ** 2 + (hint["y"] * (height - 1) - py) ** 2
+        ) ** 0.5
+        if distance <= best_distance:
+            best, best_distance = i, distance
+    return best

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from ..errors import DeepColorError, ModelUnavailable, UnknownModel
 from ..models.base import Colorizer
-from ..pipeline import ColorizationPipeline
+from ..pipeline import ColorizationPipeline, resolve_device
+from ..published import DefaultChoice, choose_default_model
 from ..registry import DEFAULT_AUTOMATIC, ColorizerInfo, create_colorizer, list_colorizers
-from ..weights import resolve_weights
+from ..weights import default_weights_problem
 from .diffusion import missing_weights
 from .settings import AppSettings
 
@@ -53,12 +54,10 @@ def probe(info: ColorizerInfo) -> ModelStatus:
         accepts=tuple(info.accepts),
         trainable=info.trainable,
     )
+    reason = default_weights_problem(info)  # never downloads: cached, or downloadable on use
+    if reason:
+        return ModelStatus(available=False, reason=reason, **common)
     try:
-        if info.default_weights is None:
-            if info.trainable:
-                create_colorizer(info.name)  # raises ModelUnavailable with the registry's advice
-        else:
-            resolve_weights(info.default_weights, model_name=info.name)
         if "prompt" in info.needs:  # diffusion models build cheaply; their weights load later
             reason = missing_weights(create_colorizer(info.name))
             if reason:
@@ -68,8 +67,9 @@ def probe(info: ColorizerInfo) -> ModelStatus:
     return ModelStatus(available=True, **common)
 
 
-class ModelHub:
-    """The registry as the app sees it: statuses, defaults, and cached pipelines.
+class ModelCatalog:
+    """The models this installation can run, as the app sees them: statuses, defaults, and one
+    loaded pipeline per model, kept for the life of the process.
 
     ``models`` adds ready-made :class:`~deepcolor.models.base.Colorizer` instances by name
     (always available), e.g. a model trained in this session or a small one in a test.
@@ -90,6 +90,7 @@ class ModelHub:
         self._pipelines: dict[str, ColorizationPipeline] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._default: DefaultChoice | None = None
 
     # --- what exists ------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -135,7 +136,22 @@ class ModelHub:
             out.append(status.name)
         return out
 
+    def default_choice(self) -> DefaultChoice:
+        """The library's choice (``DEEPCOLOR_DEFAULT_MODEL``, else ``ddcolor`` when its weights
+        can be had, else ``blend``) and why, if it is available here; else the fallback of
+        :meth:`_fallback_model`. Decided once per catalog."""
+        if self._default is None:
+            choice = choose_default_model()
+            if choice.name not in self.available(automatic=True):
+                fallback = self._fallback_model()
+                choice = DefaultChoice(fallback, f"{choice.name} is not available here")
+            self._default = choice
+        return self._default
+
     def default_model(self) -> str:
+        return self.default_choice().name
+
+    def _fallback_model(self) -> str:
         """``DEFAULT_AUTOMATIC`` (``blend``) when it loads, else the first available learned
         model, else tint."""
         candidates = self.available(automatic=True)
@@ -202,3 +218,28 @@ class ModelHub:
                 accepts=old.accepts,
                 trainable=old.trainable,
             )
+
+
+# --- what the page says about the models -----------------------------------------------------
+def models_markdown(catalog: ModelCatalog) -> str:
+    """The Models tab: every registered model, whether it runs here, and what it is or why not."""
+    rows = ["| model | status | what it is / why not |", "|---|---|---|"]
+    for s in catalog.statuses():
+        state = "available" if s.available else "unavailable"
+        text = s.summary if s.available else s.reason
+        extra = f" ({', '.join(s.needs)} needed)" if s.needs else ""
+        rows.append(f"| `{s.name}` | {state}{extra} | {text.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def model_lines(catalog: ModelCatalog, names: list[str]) -> str:
+    """One line per model saying what it is (a Markdown list)."""
+    return "\n".join(f"- `{name}`: {catalog.status(name).summary}" for name in names)
+
+
+def device_label(catalog: ModelCatalog, on_zero_gpu: bool = False) -> str:
+    """Where the models run, for the page's header ("CPU", "CUDA", "ZeroGPU")."""
+    if on_zero_gpu:
+        return "ZeroGPU"
+    device = catalog.settings.device
+    return resolve_device(None if device in ("", "auto") else device).type.upper()

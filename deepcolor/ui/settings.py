@@ -18,7 +18,9 @@ def _env_float(name: str, default: float) -> float:
 class AppSettings:
     """Limits that keep one visitor from exhausting a shared server."""
 
-    max_megapixels: float = 16.0  # per uploaded image (a 16 MP camera photo is fine)
+    # Photos are opened up to the library's 50 MP; larger than this, they are downscaled to it
+    # before colourising (the full-resolution recombination is what costs the server memory).
+    max_megapixels: float = 16.0
     max_file_size: str = "25mb"  # per upload, enforced by Gradio before our code runs
     concurrency: int = 2  # model calls running at once; more wait in the queue
     queue_size: int = 32  # waiting requests beyond which new ones are refused
