@@ -185,6 +185,28 @@ def test_other_dataset_layouts_train(layout, tmp_path):
     assert _rows(run, "validation")[-1]["psnr"] > 5
 
 
+def test_streamed_hub_layout_resumes_like_an_uninterrupted_run(hub, tmp_path, monkeypatch):
+    import datasets
+
+    # datasets waits 5 s after each pass over a parquet stream (an Arrow shutdown workaround)
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+    # 16 photos in batches of 4: step 6 is in the stream's second, reshuffled pass
+    streamed = ("--streaming", "--checkpointing_steps", "3", "--validation_steps", "0")
+    part, straight = tmp_path / "part", tmp_path / "straight"
+    assert _run(*tiny_args(hub, part, *streamed, "--max_train_steps", "3")) == 0
+    more = ("--max_train_steps", "6", "--resume_from_checkpoint", "latest")
+    assert _run(*tiny_args(hub, part, *streamed, *more)) == 0
+    assert _run(*tiny_args(hub, straight, *streamed, "--max_train_steps", "6")) == 0
+    a = load_file(str(part / "final" / "model.safetensors"))
+    b = load_file(str(straight / "final" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    losses = [[r["loss"] for r in _rows(run, "train")] for run in (part, straight)]
+    torch.testing.assert_close(torch.tensor(losses[0]), torch.tensor(losses[1]))
+    assert read_config(straight)["run"]["num_train"] is None
+    assert not list((tmp_path / "hf-cache").rglob("*.arrow"))  # streamed, not downloaded whole
+
+
 def test_exemplar_model_gets_references_for_one_epoch(hub, tmp_path):
     run = tmp_path / "run"
     argv = tiny_args(hub, run, "--num_train_epochs", "1", model="tiny-exemplar-test")
