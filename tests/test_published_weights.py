@@ -478,3 +478,25 @@ def test_prompt_model_defaults_need_no_settings_online(hub_cache, monkeypatch):
     assert missing_weights(model) == ""
     monkeypatch.setenv("DEEPCOLOR_CONTROLNET_MODEL", "someone/my-controlnet")  # still overrides
     assert ControlNetColorizer().resolved_sources()[1] == "someone/my-controlnet"
+
+
+# --- the app: the default model and the Compare list ------------------------------------------------
+
+
+def test_app_default_and_labels_follow_the_cache(hub_cache):
+    from deepcolor.ui.models import ModelCatalog
+
+    entry = _ddcolor_entry()
+    offline = ModelCatalog()
+    status = offline.status("ddcolor")
+    assert not status.available and status.reason == HUB_OFFLINE.removeprefix("error: ").strip()
+    assert offline.default_choice().name == "blend"
+    assert "HF_HUB_OFFLINE is set" in offline.default_choice().reason
+    hub_cache.add(entry.weights)
+    cached = ModelCatalog()
+    assert cached.status("ddcolor").available
+    assert cached.default_choice().line() == (
+        "default model: ddcolor (its published weights piddnad/ddcolor_modelscope are cached)"
+    )
+    assert choice_label("ddcolor") == "ddcolor" and choice_label("blend") == "blend"
+    assert choice_label("ddcolor-tiny") == "ddcolor-tiny (220 MB download)"
