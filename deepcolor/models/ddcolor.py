@@ -160,8 +160,8 @@ def settle_spectral_norms(model: nn.Module, iterations: int = 30) -> None:
     a random, far too small sigma. Loaded checkpoints bring their own vectors.
     """
     for module in model.modules():
-        if not hasattr(module, "weight_orig"):
-            continue
+        if not hasattr(module, "weight_orig") or module.weight_orig.is_meta:
+            continue  # nothing to compute for a model built only to receive a checkpoint
         matrix = module.weight_orig.flatten(1)
         v = module.weight_v
         for _ in range(iterations):
@@ -573,15 +573,29 @@ class DDColorColorizer(Colorizer):
                 )
         else:
             config, weights_file = {}, path
-        model = cls(**{**config, **kwargs})
-        model.load_checkpoint(weights_file)
-        return model
+        state = _read_state_dict(Path(weights_file), cls.name)
+        return cls.from_state_dict(
+            state, what=f"weights for {cls.name!r} in {weights_file}", **{**config, **kwargs}
+        )
 
-    def load_checkpoint(self, weights_file: str | Path) -> None:
-        """Load a checkpoint file strictly against this model's layout."""
-        state = _read_state_dict(Path(weights_file), self.name)
-        check_layout(self, state, f"weights for {self.name!r} in {weights_file}")
-        self.load_state_dict(state, strict=True)
+    @classmethod
+    def from_state_dict(
+        cls,
+        state: dict[str, torch.Tensor],
+        *,
+        dtype: torch.dtype = torch.float32,
+        what: str = "the state dict",
+        **kwargs: Any,
+    ) -> DDColorColorizer:
+        """The model of ``kwargs`` holding ``state`` (checked key for key, floats cast to
+        ``dtype``). It is built without initialising its weights: drawing 228 M random numbers
+        only to overwrite them would take longer than reading the checkpoint."""
+        with torch.device("meta"):
+            model = cls(**kwargs)
+        check_layout(model, state, what)
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        model.load_state_dict(state, strict=True, assign=True)
+        return model
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
