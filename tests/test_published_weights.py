@@ -500,3 +500,15 @@ def test_app_default_and_labels_follow_the_cache(hub_cache):
     )
     assert choice_label("ddcolor") == "ddcolor" and choice_label("blend") == "blend"
     assert choice_label("ddcolor-tiny") == "ddcolor-tiny (220 MB download)"
+
+
+def test_space_front_matter_preloads_the_ddcolor_weights():
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    front = yaml.safe_load(readme.split("---\n", 2)[1])
+    assert front["sdk"] == "gradio" and front["app_file"] == "app.py"
+    hub_ids = {e.weights for e in published_weights() if e.key.startswith("ddcolor")}
+    if not hub_ids:
+        pytest.skip("the ddcolor model is not installed")
+    assert set(front["preload_from_hub"]) == hub_ids
