@@ -1,4 +1,4 @@
-"""Choose the shipped `unet`'s chroma gains on bsds500's validation photos (issue 9).
+"""Choose the shipped `unet`'s chroma gains on bsds500's validation photos.
 
 The regression model hedges towards gray; multiplying its ab by a gain restores colour. Two
 settings are chosen here, never on the evaluation sets:
@@ -9,7 +9,7 @@ settings are chosen here, never on the evaluation sets:
   same way by ``bench/blend_sweep.py``): the largest gain whose mean CIEDE2000 is still no worse
   than the constant ``tint`` baseline's on the same photos.
 
-    .venv/bin/python bench/choose_chroma_gain.py [--weights FOLDER] [--gains 1,1.5,2,...]
+    .venv/bin/python bench/choose_chroma_gain.py [--data DIR] [--weights FOLDER] [--gains 1,1.5,...]
 """
 
 from __future__ import annotations
@@ -18,24 +18,19 @@ import argparse
 
 import pandas as pd
 import torch
-from heldout import bsds_validation_photos
+from heldout import bsds_validation_photos, mean_metrics
 
 from deepcolor import ColorizationPipeline, create_colorizer
-from deepcolor.metrics import image_metrics
-
-
-def mean_metrics(pipe: ColorizationPipeline, images, **conditions) -> dict[str, float]:
-    rows = [image_metrics(o, pipe(o, **conditions).rgb) for o in images]
-    return pd.DataFrame(rows)[["psnr", "ciede2000", "colourfulness"]].mean().to_dict()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="default", help="unet weights (default: shipped)")
     parser.add_argument("--gains", default="1,1.5,2,2.5,3,3.5,4")
+    parser.add_argument("--data", help="the data folder (default: $DEEPCOLOR_EVAL_DATA)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    images = bsds_validation_photos()
+    images = bsds_validation_photos(data=args.data)
     tint = mean_metrics(ColorizationPipeline(create_colorizer("tint"), device="cpu"), images)
     pipe = ColorizationPipeline(create_colorizer("unet", weights=args.weights), device="cpu")
     rows = []

@@ -1,9 +1,10 @@
 """Regenerate docs/EVALUATION.md: every shipped model and the baselines, measured the same way.
 
-    .venv/bin/python bench/evaluation_report.py            # full report (about 40 min on 2 cores)
+    .venv/bin/python bench/evaluation_report.py            # full report (about 48 min on 2 cores)
     .venv/bin/python bench/evaluation_report.py --limit 4  # a quick look (4 photos a set)
 
-Protocol: ``../shared/data/README.md`` (deepcolor.metrics). Writes per-image CSVs under
+The data folder is ``--data`` (default: ``$DEEPCOLOR_EVAL_DATA``); its ``README.md`` gives the
+protocol, which :mod:`deepcolor.metrics` follows. Writes per-image CSVs under
 ``docs/eval/``, contact sheets ``docs/contact_<set>.png``, the ECCV16 temperature plot and the
 Markdown report. Models without loadable weights are listed as missing, never silently skipped.
 """
@@ -23,14 +24,16 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from deepcolor import ColorizationPipeline, create_colorizer  # noqa: E402
+from deepcolor.color import gray_rgb_from_l  # noqa: E402
+from deepcolor.datasets import eval_data_folder  # noqa: E402
 from deepcolor.errors import DeepColorError  # noqa: E402
 from deepcolor.hints import PointHint, ground_truth_point_hints  # noqa: E402
-from deepcolor.images import load_image, to_uint8  # noqa: E402
+from deepcolor.images import load_image, load_uint8, to_uint8  # noqa: E402
 from deepcolor.metrics import evaluate, summarize  # noqa: E402
+from deepcolor.pipeline import lightness  # noqa: E402
 from deepcolor.registry import DEFAULT_AUTOMATIC  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "eval"
 SETS = ("kodak24", "mcmaster18", "cbsd68")
 SHIPPED = (
     "blend",
@@ -51,8 +54,8 @@ HINT_PATCH = 5
 SEED = 0
 
 
-def _files(name: str, limit: int | None) -> list[Path]:
-    files = sorted((DATA / name).glob("*.png"))
+def _files(eval_dir: Path, name: str, limit: int | None) -> list[Path]:
+    files = sorted((eval_dir / name).glob("*.png"))
     return files[:limit] if limit else files
 
 
@@ -78,12 +81,18 @@ def similar_reference(target: Path, candidates: list[Path]) -> Path:
     """The other photo of the set whose L histogram and layout are closest (a simple proxy)."""
 
     def signature(path: Path) -> np.ndarray:
-        img = Image.open(path).convert("L").resize((16, 16), Image.BILINEAR)
+        img = Image.fromarray(load_uint8(path)).convert("L").resize((16, 16), Image.BILINEAR)
         return np.asarray(img, dtype=np.float64).ravel() / 255.0
 
     sig = signature(target)
     others = [c for c in candidates if c != target]
     return min(others, key=lambda c: float(np.abs(signature(c) - sig).mean()))
+
+
+def gray_input(path: Path) -> np.ndarray:
+    """The photo as every model sees it: its CIELAB L, shown in gray (uint8 RGB)."""
+    gray = gray_rgb_from_l(lightness(load_image(path, keep_alpha=False)))
+    return to_uint8(gray[0].permute(1, 2, 0).numpy())
 
 
 def contact_sheet(files: list[Path], pipes: dict[str, ColorizationPipeline], out: Path) -> None:
@@ -95,8 +104,8 @@ def contact_sheet(files: list[Path], pipes: dict[str, ColorizationPipeline], out
     for c, label in enumerate(columns):
         draw.text((c * thumb + 4, 4), label, fill="black")
     for r, path in enumerate(rows):
-        original = to_uint8(load_image(path).rgb)
-        tiles = [np.asarray(Image.fromarray(original).convert("L").convert("RGB"))]
+        original = load_uint8(path)
+        tiles = [gray_input(path)]
         for _name, pipe in pipes.items():
             conditions = {"reference": original} if "reference" in pipe.model.needs else {}
             tiles.append(pipe(original, **conditions).rgb)
@@ -179,7 +188,7 @@ def shortfalls(summaries: dict[str, pd.DataFrame], out: Path) -> list[str]:
     return [*lines, ""]
 
 
-#: issue 9's bars (../shared/data/README.md baselines): (set, metric, comparison, bar)
+#: the quality bars (set by the data README's baselines): (set, metric, comparison, bar)
 FAITHFUL_BARS = (
     ("kodak24", "ciede2000", "<=", 10.57),
     ("mcmaster18", "ciede2000", "<=", 14.14),
@@ -198,9 +207,9 @@ def acceptance(
     hint_means: dict[int, float],
     semantic_top1: dict[str, float],
 ) -> list[str]:
-    """Each bar of issue 9 against what this run measured: value, bar, pass or FAIL."""
+    """Each quality bar against what this run measured: value, bar, pass or FAIL."""
     lines = [
-        "## Issue 9's bars against these figures",
+        "## Quality bars",
         "",
         "| model | figure | measured | bar | |",
         "|---|---|---|---|---|",
@@ -255,6 +264,79 @@ def fmt_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def measure_set(files: list[Path], pipes: dict[str, ColorizationPipeline]) -> pd.DataFrame:
+    """Per-image figures of every model on ``files``; a model that needs a reference is run
+    with the ground truth as reference, then with the set's most similar other photo."""
+    frames = []
+    for name, pipe in pipes.items():
+        fn = (lambda _path, o: {"reference": o}) if "reference" in pipe.model.needs else None
+        label = f"{name} (ground-truth reference)" if fn else name
+        frames.append(evaluate(pipe, files, model_label=label, condition_fn=fn, progress=True))
+        if fn:
+            refs = {f: similar_reference(f, files) for f in files}
+            frame = evaluate(
+                pipe,
+                files,
+                model_label=f"{name} (similar photo as reference)",
+                condition_fn=lambda path, _o, refs=refs: {"reference": refs[path]},
+                progress=True,
+            )
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def wins_over_gray(frame: pd.DataFrame, summary: pd.DataFrame) -> dict[str, int]:
+    """Per model: on how many photos its CIEDE2000 is lower than ``gray``'s."""
+    gray = frame[frame.model == "gray"].set_index("image").ciede2000
+    wins = {}
+    for name in summary.model:
+        if name != "gray":
+            per = frame[frame.model == name].set_index("image").ciede2000
+            wins[name] = int((per < gray.loc[per.index]).sum())
+    return wins
+
+
+def hint_sweep(pipe: ColorizationPipeline, kodak: list[Path]) -> pd.DataFrame:
+    """siggraph17 with 0, 1, 5, ... ground-truth hints on each photo (seeded per photo)."""
+    rows = []
+    for count in HINT_COUNTS:
+        frame = evaluate(
+            pipe,
+            kodak,
+            model_label=f"siggraph17, {count} hints",
+            condition_fn=lambda path, o, c=count: {
+                "hints": ground_truth_hints(o, c, SEED + kodak.index(path))
+            },
+            progress=False,
+        )
+        rows.append(frame)
+    return summarize(pd.concat(rows, ignore_index=True))
+
+
+def semantic_section(
+    pipes: dict[str, ColorizationPipeline], folder: Path, limit: int | None
+) -> tuple[list[str], dict[str, float]]:
+    """The semantic test's table, and each model's top-1 in percent."""
+    from deepcolor.semantic import semantic_accuracy
+
+    lines = [
+        "## Semantic test (EfficientNet-Lite0 on imagenet-sample)",
+        "",
+        "| input | top-1 | top-5 |",
+        "|---|---|---|",
+    ]
+    top1: dict[str, float] = {}
+    base = semantic_accuracy(None, folder, limit=limit)
+    lines.append(f"| colour originals | {100 * base.top1:.2f} % | {100 * base.top5:.2f} % |")
+    for name, pipe in pipes.items():
+        if "reference" in pipe.model.needs:
+            continue
+        res = semantic_accuracy(pipe, folder, limit=limit, progress=True)
+        top1[name] = 100 * res.top1
+        lines.append(f"| {name} | {100 * res.top1:.2f} % | {100 * res.top5:.2f} % |")
+    return [*lines, ""], top1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -267,7 +349,12 @@ def main() -> None:
         "--models", default=",".join(SHIPPED), help="comma-separated shipped models"
     )
     parser.add_argument("--out", default=str(ROOT / "docs"), help="output folder (default: docs/)")
+    parser.add_argument("--data", help="the data folder (default: $DEEPCOLOR_EVAL_DATA)")
     args = parser.parse_args()
+    try:
+        eval_dir = eval_data_folder(args.data) / "eval"
+    except DeepColorError as exc:
+        parser.error(str(exc))
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     out = Path(args.out)
     (out / "eval").mkdir(parents=True, exist_ok=True)
@@ -276,8 +363,9 @@ def main() -> None:
     report = [
         "# Evaluation report",
         "",
-        "Regenerate with `.venv/bin/python bench/evaluation_report.py`. Protocol: "
-        "`../shared/data/README.md` (L of each photo in, colourised, compared with the original).",
+        "Regenerate with `.venv/bin/python bench/evaluation_report.py --data DIR` (the data "
+        "folder; default `$DEEPCOLOR_EVAL_DATA`). Protocol: the data folder's `README.md` (L of "
+        "each photo in, colourised, compared with the original).",
         "",
     ]
     if missing:
@@ -289,57 +377,22 @@ def main() -> None:
     hint_means: dict[int, float] = {}
     semantic_top1: dict[str, float] = {}
     for set_name in SETS:
-        files = _files(set_name, args.limit)
-        frames = []
-        for name, pipe in pipes.items():
-            fn = (lambda _path, o: {"reference": o}) if "reference" in pipe.model.needs else None
-            label = f"{name} (ground-truth reference)" if fn else name
-            frame = evaluate(pipe, files, model_label=label, condition_fn=fn, progress=True)
-            frames.append(frame)
-            if fn:  # the exemplar model also with a similar, different photo
-                refs = {f: similar_reference(f, files) for f in files}
-                frame = evaluate(
-                    pipe,
-                    files,
-                    model_label=f"{name} (similar photo as reference)",
-                    condition_fn=lambda path, _o, refs=refs: {"reference": refs[path]},
-                    progress=True,
-                )
-                frames.append(frame)
-        frame = pd.concat(frames, ignore_index=True)
+        files = _files(eval_dir, set_name, args.limit)
+        frame = measure_set(files, pipes)
         frame.to_csv(out / "eval" / f"{set_name}.csv", index=False)
         summary = summarize(frame)
         summaries[set_name] = summary
         report += [f"## {set_name} ({len(files)} photos)", "", fmt_table(summary), ""]
         if set_name == "kodak24":
-            gray = frame[frame.model == "gray"].set_index("image").ciede2000
-            wins = []
-            for name in summary.model:
-                if name == "gray":
-                    continue
-                per = frame[frame.model == name].set_index("image").ciede2000
-                kodak_wins[name] = int((per < gray.loc[per.index]).sum())
-                wins.append(f"`{name}` {kodak_wins[name]}/{len(per)}")
+            kodak_wins = wins_over_gray(frame, summary)
+            wins = [f"`{n}` {w}/{len(files)}" for n, w in kodak_wins.items()]
             report += ["Photos with a lower CIEDE2000 than `gray`: " + ", ".join(wins) + ".", ""]
         contact_sheet(files, {n: p for n, p in pipes.items()}, out / f"contact_{set_name}.png")
         report += [f"![{set_name} contact sheet](contact_{set_name}.png)", ""]
 
-    kodak = _files("kodak24", args.limit)
+    kodak = _files(eval_dir, "kodak24", args.limit)
     if "siggraph17" in pipes:
-        rows = []
-        pipe = pipes["siggraph17"]
-        for count in HINT_COUNTS:
-            frame = evaluate(
-                pipe,
-                kodak,
-                model_label=f"siggraph17, {count} hints",
-                condition_fn=lambda path, o, c=count: {
-                    "hints": ground_truth_hints(o, c, SEED + kodak.index(path))
-                },
-                progress=False,
-            )
-            rows.append(frame)
-        sweep = summarize(pd.concat(rows, ignore_index=True))
+        sweep = hint_sweep(pipes["siggraph17"], kodak)
         hint_means.update(
             {c: float(r.ciede2000) for c, r in zip(HINT_COUNTS, sweep.itertuples(), strict=True)}
         )
@@ -367,24 +420,10 @@ def main() -> None:
         report += ["", "![temperature sweep](eccv16_temperature.png)", ""]
 
     try:
-        from deepcolor.semantic import semantic_accuracy
-
-        folder = DATA / "imagenet-sample"
-        report += [
-            "## Semantic test (EfficientNet-Lite0 on imagenet-sample)",
-            "",
-            "| input | top-1 | top-5 |",
-            "|---|---|---|",
-        ]
-        base = semantic_accuracy(None, folder, limit=args.semantic_limit)
-        report.append(f"| colour originals | {100 * base.top1:.2f} % | {100 * base.top5:.2f} % |")
-        for name, pipe in pipes.items():
-            if "reference" in pipe.model.needs:
-                continue
-            res = semantic_accuracy(pipe, folder, limit=args.semantic_limit, progress=True)
-            semantic_top1[name] = 100 * res.top1
-            report.append(f"| {name} | {100 * res.top1:.2f} % | {100 * res.top5:.2f} % |")
-        report.append("")
+        lines, semantic_top1 = semantic_section(
+            pipes, eval_dir / "imagenet-sample", args.semantic_limit
+        )
+        report += lines
     except (ImportError, DeepColorError) as exc:
         report += [f"Semantic test not run: {exc}", ""]
 

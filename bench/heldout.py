@@ -1,22 +1,22 @@
 """The held-out photos that bench scripts choose settings on: bsds500's validation split.
 
-32 photos of ``../shared/data/train/bsds500`` (no CBSD68 photo among them), never an evaluation
-set, so that settings chosen here can be reported on Kodak24, McMaster18 and CBSD68 honestly.
+32 photos of the data folder's ``train/bsds500`` (no CBSD68 photo among them), never an
+evaluation set, so that settings chosen here can be reported on Kodak24, McMaster18 and CBSD68
+honestly.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-BSDS_VAL = (
-    Path(__file__).resolve().parents[2]
-    / "shared/data/train/bsds500/data/validation-00000-of-00001.parquet"
-)
+from deepcolor.datasets import eval_data_folder
+from deepcolor.images import load_uint8
+from deepcolor.metrics import image_metrics
+
+BSDS_VAL = Path("train/bsds500/data/validation-00000-of-00001.parquet")
 
 
 def bsds_validation_photos(
@@ -24,11 +24,13 @@ def bsds_validation_photos(
 ) -> list[np.ndarray]:
     """The first ``limit`` (default: all 32) validation photos as ``(H, W, 3)`` uint8 arrays.
 
-    ``data``: the data folder holding ``train/bsds500`` (default: the one beside the checkout).
+    ``data``: the data folder holding ``train/bsds500`` (default: ``DEEPCOLOR_EVAL_DATA``).
     """
-    path = BSDS_VAL if data is None else Path(data) / BSDS_VAL.relative_to(BSDS_VAL.parents[3])
-    out = []
-    for cell in pd.read_parquet(path)["image"].tolist()[:limit]:
-        with Image.open(io.BytesIO(cell["bytes"])) as im:
-            out.append(np.asarray(im.convert("RGB")))
-    return out
+    table = pd.read_parquet(eval_data_folder(data) / BSDS_VAL, columns=["image"])
+    return [load_uint8(cell["bytes"]) for cell in table["image"].tolist()[:limit]]
+
+
+def mean_metrics(pipe, images: list[np.ndarray], **conditions) -> dict[str, float]:
+    """PSNR, CIEDE2000 and colourfulness of ``pipe`` on ``images``, averaged."""
+    rows = [image_metrics(photo, pipe(photo, **conditions).rgb) for photo in images]
+    return pd.DataFrame(rows)[["psnr", "ciede2000", "colourfulness"]].mean().to_dict()

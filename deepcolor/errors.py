@@ -47,6 +47,10 @@ class DuplicateModel(DeepColorError, ValueError):
     """A second registration under a name already taken."""
 
 
+class DataUnavailable(DeepColorError, FileNotFoundError):
+    """The evaluation data folder is not set, or not where the setting says."""
+
+
 def number_in_range(value: object, what: str, low: float, high: float, hint: str = "") -> float:
     """``value`` as a float in [low, high], or an InvalidCondition that names ``what``."""
     try:

@@ -206,6 +206,12 @@ def _from_array(arr: np.ndarray, max_pixels: int | None) -> LoadedImage:
     return LoadedImage(rgb=rgb, alpha=alpha, source="array", mode="array", bit_depth=depth)
 
 
+def load_uint8(source, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``source`` as uint8 RGB ``(H, W, 3)``, transparency flattened onto white: a colour
+    original as the evaluation compares with it."""
+    return to_uint8(load_image(source, max_pixels=max_pixels, keep_alpha=False).rgb)
+
+
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """[0, 1] float -> uint8 by rounding, as the evaluation protocol does."""
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)

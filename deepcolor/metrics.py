@@ -1,4 +1,4 @@
-"""Image-quality metrics by the evaluation protocol of ``shared/data/README.md``.
+"""Image-quality metrics by the evaluation protocol of the data folder's ``README.md``.
 
 Every function takes uint8 RGB ``(H, W, 3)`` arrays (the original, then the output). PSNR, SSIM
 and CIEDE2000 are scikit-image's; colourfulness is Hasler & Süsstrunk (2003).
@@ -17,7 +17,7 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structu
 from tqdm.auto import tqdm
 
 from .errors import InvalidImage
-from .images import load_image, to_uint8
+from .images import load_uint8
 
 METRIC_COLUMNS = ("mse", "psnr", "ssim", "ciede2000", "colourfulness", "delta_colourfulness")
 
@@ -131,7 +131,7 @@ def _folder_images(folder: str | Path | Iterable[str | Path]) -> list[Path]:
 
 
 def _colour_original(path: Path) -> np.ndarray:
-    original = to_uint8(load_image(path, keep_alpha=False).rgb)
+    original = load_uint8(path)
     if is_grayscale(original):
         raise InvalidImage(
             f"{path} is grayscale: evaluation compares with the colour original; remove it "

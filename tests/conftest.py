@@ -1,4 +1,4 @@
-"""Test-wide settings: offline, CPU, quiet; paths to the shared evaluation data."""
+"""Test-wide settings: offline, CPU, quiet; where the evaluation data folder is."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import shutil  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+#: the data folder: DEEPCOLOR_EVAL_DATA when set, else the CI layout (beside the clone)
+EVAL_DATA = Path(os.environ.get("DEEPCOLOR_EVAL_DATA") or ROOT.parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)
@@ -35,10 +36,10 @@ def _seeded_random_draws():
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` (present on the dev machines and in CI, beside the clone)."""
-    if not SHARED.is_dir():
-        pytest.skip("../shared/data is not present beside this checkout")
-    return SHARED
+    """The evaluation data folder (``DEEPCOLOR_EVAL_DATA``; in CI ``../shared/data``)."""
+    if not EVAL_DATA.is_dir():
+        pytest.skip(f"no evaluation data folder at {EVAL_DATA} (set DEEPCOLOR_EVAL_DATA)")
+    return EVAL_DATA
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
