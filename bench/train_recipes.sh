@@ -44,9 +44,13 @@ RECIPE[unet_bins-2]="--model unet $BATCH --learning_rate 5e-4 --model_kwargs {$C
 
 command=${1:-list}
 if [ "$command" = list ]; then
+  set -f
   for name in "${ORDER[@]}"; do
-    # shellcheck disable=SC2086
-    echo "$name: accelerate launch -m train $(echo ${RECIPE[$name]}) --output_dir $OUT/$name"
+    printf '%s: accelerate launch -m train' "$name"
+    for arg in ${RECIPE[$name]}; do  # JSON arguments in single quotes, ready to paste
+      if [[ $arg == *'"'* ]]; then printf " '%s'" "$arg"; else printf ' %s' "$arg"; fi
+    done
+    printf ' --output_dir %s\n' "$OUT/$name"
   done
   exit 0
 fi
