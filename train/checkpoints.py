@@ -25,7 +25,7 @@ class TrainState:
     global_step: int = 0
     epoch: int = 0
     batches_in_epoch: int = 0
-    wall_seconds: float = 0.0  # training time so far, over all sessions of the run
+    wall_seconds: float = 0.0  # training time so far, resumed parts included
 
 
 def checkpoint_root(output_dir: Path) -> Path:

@@ -302,7 +302,7 @@ class TrainingRun:
         from tqdm.auto import tqdm
 
         args = self.args
-        self.session_start = time.perf_counter()
+        self.started_at = time.perf_counter()
         self.progress = tqdm(
             total=self.max_steps,
             initial=self.state.global_step,
@@ -399,8 +399,8 @@ class TrainingRun:
         self.window_start += time.perf_counter() - paused
 
     def wall(self) -> float:
-        """Training time so far, over every session of the run."""
-        return self.state.wall_seconds + time.perf_counter() - self.session_start
+        """Training time so far, resumed parts of the run included."""
+        return self.state.wall_seconds + time.perf_counter() - self.started_at
 
     def log_window(self, step: int) -> None:
         """The mean loss, learning rate and speed since the last row, to metrics.csv and trackers."""
