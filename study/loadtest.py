@@ -1,10 +1,15 @@
-"""Simulated participants over HTTP, and a server process to aim them at.
+"""Simulated participants over HTTP, and server processes to aim them at.
 
-``python -m study.loadtest URL --participants 50`` checks a deployment before real people arrive;
-the test suite uses the same code against a real ``python -m study serve`` process, including
-killing it in the middle. A simulated participant behaves like the browser page: one answer at a
-time, each with its own submit key; after a dropped connection it resends the same key, so an
-answer the server committed but could not acknowledge comes back as ``already_recorded``.
+``python -m study.loadtest URL --participants 50`` checks a deployment before real people arrive.
+``python -m study.loadtest`` without a URL prepares a study of its own and runs the acceptance
+checks end to end (see :mod:`study.audit`): the image leak audit, 50 participants x 40 trials
+beside a join flood, and, with ``--postgres URL`` (or ``$DATABASE_URL_TEST``), the same load split
+across two server processes on one PostgreSQL database. The test suite uses the same code.
+
+A simulated participant behaves like the browser page: it joins with a client key, one answer at
+a time, each with its own submit key; after a dropped connection it resends the same key, so an
+answer the server committed but could not acknowledge comes back as ``already_recorded``. On
+loopback each one connects from its own address (127.1.x.y), as separate people would.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +44,10 @@ class ParticipantLog:
         default_factory=list
     )  # (acked so far, server's answered)
     errors: list[str] = field(default_factory=list)  # unexpected HTTP statuses
+    latencies: list[float] = field(default_factory=list)  # seconds per acknowledged answer
+    waited_429: int = 0  # joins told to wait (rate limit)
     finished: bool = False
+    ended: float = 0.0  # time.perf_counter() when this participant stopped
 
 
 @dataclass
@@ -46,6 +55,12 @@ class LoadResult:
     participants: list[ParticipantLog]
     seconds: float
     connection_failures: int = 0
+    started: float = 0.0  # time.perf_counter() at the start
+
+    @property
+    def participants_seconds(self) -> float:
+        """Until the last participant stopped (``seconds`` also waits for ``during``)."""
+        return max((p.ended for p in self.participants), default=self.started) - self.started
 
     @property
     def acknowledged(self) -> int:
@@ -55,42 +70,73 @@ class LoadResult:
     def errors(self) -> list[str]:
         return [e for p in self.participants for e in p.errors]
 
+    def latency_ms(self, *quantiles: float) -> list[float]:
+        """Answer latency percentiles (e.g. 50, 90, 99) in milliseconds."""
+        import numpy as np
+
+        values = [t for p in self.participants for t in p.latencies]
+        if not values:
+            return [float("nan")] * len(quantiles)
+        return [float(v) * 1000 for v in np.percentile(values, quantiles)]
+
+
+def client_address(group: int, index: int) -> str:
+    """A loopback address of its own for simulated client ``index`` of ``group`` (Linux routes
+    all of 127.0.0.0/8 to loopback), so per-client limits see separate people."""
+    return f"127.{group}.{index // 250}.{index % 250 + 1}"
+
 
 class _Http:
     """One keep-alive HTTP/1.1 connection (the standard library's: a load generator must be
     lighter than the server it measures, and httpx costs several times more CPU per request)."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    def __init__(self, host: str, port: int, timeout: float, source: str | None = None) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self.source = source if host.startswith("127.") else None
         self.connection: http.client.HTTPConnection | None = None
+        self.last_headers: dict[str, str] = {}
 
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    def raw(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
         if self.connection is None:
-            self.connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            source = (self.source, 0) if self.source else None
+            self.connection = http.client.HTTPConnection(
+                self.host, self.port, timeout=self.timeout, source_address=source
+            )
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
         try:
             self.connection.request(method, path, body=data, headers=headers)
             response = self.connection.getresponse()
             payload = response.read()
-        except (OSError, http.client.HTTPException):
-            self.connection.close()
-            self.connection = None
+        except OSError as error:
+            self.close()
+            if self.source and getattr(error, "errno", None) == 99:  # EADDRNOTAVAIL: no alias
+                self.source = None
             raise ConnectionError(f"{method} {path}") from None
+        except http.client.HTTPException:
+            self.close()
+            raise ConnectionError(f"{method} {path}") from None
+        self.last_headers = {k.lower(): v for k, v in response.getheaders()}
+        return response.status, payload
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        status, payload = self.raw(method, path, body)
         try:
-            return response.status, json.loads(payload) if payload else {}
+            return status, json.loads(payload) if payload else {}
         except ValueError:
-            return response.status, {"text": payload[:200].decode(errors="replace")}
+            return status, {"text": payload[:200].decode(errors="replace")}
 
     def close(self) -> None:
         if self.connection is not None:
             self.connection.close()
+            self.connection = None
 
 
 class _Run:
-    def __init__(self, base_url: str, answers: tuple[str, str], deadline: float, seed: int) -> None:
-        parts = urlsplit(base_url)
-        self.host, self.port = parts.hostname, parts.port or 80
+    def __init__(
+        self, base_urls: Sequence[str], answers: tuple[str, str], deadline: float, seed: int
+    ) -> None:
+        self.servers = [urlsplit(u) for u in base_urls]
         self.answers = answers
         self.deadline = deadline
         self.seed = seed
@@ -119,18 +165,32 @@ class _Run:
 
     def participant(self, index: int, log: ParticipantLog) -> None:
         rng = random.Random(self.seed * 100_003 + index)
-        http = _Http(self.host, self.port, timeout=30.0)
+        server = self.servers[index % len(self.servers)]
+        http = _Http(server.hostname, server.port or 80, 30.0, client_address(1, index))
         try:
             self._participant(http, rng, log)
         except Exception as error:  # reported, not raised: the other threads carry on
             log.errors.append(f"{type(error).__name__}: {error}")
         finally:
             http.close()
+            log.ended = time.perf_counter()
+
+    def _join(self, http: _Http, log: ParticipantLog) -> dict | None:
+        key = uuid.uuid4().hex  # kept until the reply arrives: a retried join is the same one
+        while True:
+            status, state = self.request(http, "POST", "/api/join", {"consent": True, "key": key})
+            if status in (200, 201):
+                return state
+            if status == 429 and time.monotonic() < self.deadline:
+                log.waited_429 += 1
+                time.sleep(float(http.last_headers.get("retry-after", "1")))
+                continue
+            log.errors.append(f"join: {status} {state}")
+            return None
 
     def _participant(self, http: _Http, rng: random.Random, log: ParticipantLog) -> None:
-        status, state = self.request(http, "POST", "/api/join", {"consent": True})
-        if status != 201:
-            log.errors.append(f"join: {status} {state}")
+        state = self._join(http, log)
+        if state is None:
             return
         log.token = token = state["token"]
         while not state["done"]:
@@ -141,6 +201,7 @@ class _Run:
                 "key": uuid.uuid4().hex,
                 "rt_ms": 700,
             }
+            started = time.perf_counter()
             try:
                 status, reply = http.request("POST", f"/api/p/{token}/answer", body)
             except ConnectionError:
@@ -161,6 +222,7 @@ class _Run:
             if status != 200:
                 log.errors.append(f"answer: {status} {reply}")
                 return
+            log.latencies.append(time.perf_counter() - started)
             log.acknowledged.append((trial["id"], body["key"]))
             self._count("acked")
             state = reply
@@ -175,7 +237,7 @@ class _Run:
 
 
 def simulate(
-    base_url: str,
+    base_url: str | Sequence[str],
     participants: int,
     *,
     answers: tuple[str, str] = ("left", "right"),
@@ -185,10 +247,12 @@ def simulate(
 ) -> LoadResult:
     """Run ``participants`` simulated people to the end of their trials, one thread each.
 
+    Several ``base_url``s share the participants out in turn (servers on one database).
     ``during(run)`` optionally runs alongside them in its own thread (the fault test kills and
-    restarts the server from there, watching ``run.acked``).
+    restarts the server from there, watching ``run.acked``; the flood joins from there).
     """
-    run = _Run(base_url.rstrip("/"), answers, time.monotonic() + timeout, seed)
+    urls = [base_url] if isinstance(base_url, str) else list(base_url)
+    run = _Run([u.rstrip("/") for u in urls], answers, time.monotonic() + timeout, seed)
     logs = [ParticipantLog() for _ in range(participants)]
     threads = [
         threading.Thread(target=run.participant, args=(i, log)) for i, log in enumerate(logs)
@@ -200,7 +264,53 @@ def simulate(
         thread.start()
     for thread in threads:
         thread.join()
-    return LoadResult(logs, time.perf_counter() - start, run.connection_failures)
+    return LoadResult(logs, time.perf_counter() - start, run.connection_failures, start)
+
+
+@dataclass
+class FloodResult:
+    statuses: Counter
+    retry_after: Counter  # Retry-After values of the 429s
+    seconds: float
+
+
+def flood_joins(base_url: str, threads: int, joins: int, *, timeout: float = 300.0) -> FloodResult:
+    """``threads`` hostile clients (one address each), each sending ``joins`` sign-ups as fast
+    as it can, without a client key and ignoring Retry-After."""
+    server = urlsplit(base_url)
+    statuses: Counter = Counter()
+    waits: Counter = Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + timeout
+
+    def client(index: int) -> None:
+        http = _Http(server.hostname, server.port or 80, 30.0, client_address(2, index))
+        mine, my_waits = Counter(), Counter()
+        try:
+            for _ in range(joins):
+                if time.monotonic() > deadline:
+                    break
+                try:
+                    status, _ = http.raw("POST", "/api/join", {"consent": True})
+                except ConnectionError:
+                    mine["connection error"] += 1
+                    continue
+                mine[status] += 1
+                if status == 429:
+                    my_waits[http.last_headers.get("retry-after", "missing")] += 1
+        finally:
+            http.close()
+            with lock:
+                statuses.update(mine)
+                waits.update(my_waits)
+
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return FloodResult(statuses, waits, time.perf_counter() - start)
 
 
 def free_port() -> int:
@@ -210,7 +320,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m study serve STUDY`` in a child process on 127.0.0.1."""
+    """``python -m study serve STUDY`` in a child process on 127.0.0.1 (the organiser token
+    travels in the environment, never on the command line)."""
 
     def __init__(
         self,
@@ -219,32 +330,26 @@ class ServerProcess:
         *,
         port: int | None = None,
         database_url: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.study_dir, self.token = Path(study_dir), token
         self.port = port or free_port()
         self.env = dict(os.environ)
         self.env.pop("DATABASE_URL", None)
+        self.env["STUDY_ORGANISER_TOKEN"] = token
         if database_url:
             self.env["DATABASE_URL"] = database_url
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen | None = None
-        self.log = self.study_dir / "server.log"
+        self.log = self.study_dir / f"server-{self.port}.log"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        command = [
-            sys.executable,
-            "-m",
-            "study",
-            "serve",
-            str(self.study_dir),
-            "--port",
-            str(self.port),
-            "--token",
-            self.token,
-        ]
+        command = [sys.executable, "-m", "study", "serve", str(self.study_dir)]
+        command += ["--port", str(self.port), *self.extra_args]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 command, env=self.env, stdout=log, stderr=subprocess.STDOUT
@@ -253,7 +358,8 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"the study server exited with {self.process.returncode}: {self.log.read_text()[-2000:]}"
+                    f"the study server exited with {self.process.returncode}: "
+                    + self.log.read_text()[-2000:]
                 )
             try:
                 with urlopen(self.url + "/", timeout=1.0) as response:
@@ -312,18 +418,36 @@ def postgres_schema(url: str) -> Iterator[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m study.loadtest",
-        description="simulated participants against a running study server",
+        description="simulated participants against a running study server, or (without a URL) "
+        "the study's acceptance checks on a study prepared for the purpose",
     )
-    parser.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
+    parser.add_argument("url", nargs="?", help="a running server, e.g. http://127.0.0.1:8000")
     parser.add_argument("--participants", type=int, default=50)
     parser.add_argument(
         "--single", action="store_true", help="the study uses the single-image protocol"
     )
+    parser.add_argument("--trials", type=int, default=40, help="trials per participant (local)")
+    parser.add_argument("--flood-threads", type=int, default=4, help="hostile clients (local)")
+    parser.add_argument("--flood-joins", type=int, default=2500, help="joins each (local)")
+    parser.add_argument(
+        "--audit-participants", type=int, default=10, help="participants of the leak audit"
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("DATABASE_URL_TEST"),
+        help="PostgreSQL URL for the two-process run (default: $DATABASE_URL_TEST)",
+    )
     args = parser.parse_args(argv)
+    if args.url is None:
+        from .audit import run_acceptance
+
+        return run_acceptance(args)
     answers = ("real", "fake") if args.single else ("left", "right")
     result = simulate(args.url, args.participants, answers=answers)
+    p50, p90, p99 = result.latency_ms(50, 90, 99)
     print(
-        f"{result.acknowledged} answers acknowledged in {result.seconds:.1f} s, {len(result.errors)} errors"
+        f"{result.acknowledged} answers acknowledged in {result.seconds:.1f} s, "
+        f"{len(result.errors)} errors; answer latency p50/p90/p99 {p50:.0f}/{p90:.0f}/{p99:.0f} ms"
     )
     for error in result.errors[:10]:
         print("  " + error)

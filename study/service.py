@@ -246,6 +246,8 @@ class StudyService:
         token = secrets.token_urlsafe(18)
         try:
             with self._local_lock, self.db.write() as session, session.begin():
+                if consented:  # before the insert, whose foreign key also locks the study row
+                    self._lock_study(session)
                 participant = Participant(
                     study_id=self.study_id,
                     token=token,
@@ -257,7 +259,6 @@ class StudyService:
                 session.add(participant)
                 session.flush()
                 if consented:
-                    self._lock_study(session)
                     self._allocate(session, participant)
         except IntegrityError:
             existing = self._joined_with(key) if key is not None else None
@@ -290,7 +291,10 @@ class StudyService:
     def _lock_study(self, session: Session) -> None:
         """Allocations one at a time across processes: PostgreSQL locks the study's row until
         commit (SQLite's BEGIN IMMEDIATE already holds the database's write lock)."""
-        session.execute(select(Study.id).where(Study.id == self.study_id).with_for_update())
+        # FOR NO KEY UPDATE: other allocations wait; rows merely referencing the study do not.
+        session.execute(
+            select(Study.id).where(Study.id == self.study_id).with_for_update(key_share=True)
+        )
 
     def _allocate(self, session: Session, participant: Participant) -> None:
         """Plan the participant's trials from the cell counters (a few rows per photo, however
