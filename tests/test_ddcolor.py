@@ -192,7 +192,8 @@ def test_every_published_format_loads(fmt, small_model, tmp_path):
     folder = tmp_path / "weights"
     folder.mkdir()
     state = small_model.state_dict()
-    config = dict(SMALL, encoder_name="convnext-t", decoder_name="MultiScaleColorDecoder")
+    # as the original's training code may write it (encoder_from_pretrain: a training switch)
+    config = dict(SMALL, encoder_name="convnext-t", encoder_from_pretrain=True)
     if fmt == "safetensors":
         (folder / "config.json").write_text(json.dumps(config))
         save_file(state, str(folder / "model.safetensors"))
@@ -221,6 +222,10 @@ def test_bad_checkpoints_give_clear_errors(small_model, tmp_path):
             r"wrong shape: refine_net\.0\.0\.bias \(3,\) \(expected \(2,\)\)",
         ),
     }
+    # the input statistics are constants: a file without them still loads, with their values
+    no_statistics = {k: v for k, v in state.items() if k not in ("mean", "std")}
+    loaded = DDColorColorizer.from_state_dict(no_statistics, **SMALL)
+    assert torch.equal(loaded.std.flatten(), torch.tensor([0.229, 0.224, 0.225]))
     for name, (bad, message) in cases.items():
         folder = tmp_path / name
         folder.mkdir()

@@ -47,6 +47,11 @@ SIZE_MULTIPLE = 32
 #: training loss weights of the paper's configuration (L1 on ab, colourfulness)
 L1_WEIGHT = 0.1
 COLORFULNESS_WEIGHT = 0.5
+#: the ImageNet statistics the encoder's input is normalised with (buffers ``mean``, ``std``)
+INPUT_STATISTICS = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+#: a switch of the original's training code (start the encoder from ImageNet weights) that a
+#: config.json may carry; the checkpoint's own weights supersede it
+TRAINING_ONLY_SETTINGS = ("encoder_from_pretrain",)
 #: weight files a folder may hold, in the order they are looked for
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "pytorch_model.pt")
 
@@ -514,8 +519,8 @@ class DDColorColorizer(Colorizer):
             nn.Sequential(spectral_conv(num_queries + 3, 2, 1, bias=True))
         )
         # ImageNet statistics of the encoder's input (the checkpoints carry their own copy)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        for key, values in INPUT_STATISTICS.items():
+            self.register_buffer(key, torch.tensor(values).view(1, 3, 1, 1))
         settle_spectral_norms(self)
 
     # --- the network ------------------------------------------------------------------------
@@ -589,9 +594,12 @@ class DDColorColorizer(Colorizer):
     ) -> DDColorColorizer:
         """The model of ``kwargs`` holding ``state`` (checked key for key, floats cast to
         ``dtype``). It is built without initialising its weights: drawing 228 M random numbers
-        only to overwrite them would take longer than reading the checkpoint."""
+        only to overwrite them would take longer than reading the checkpoint. The input
+        statistics ``mean`` and ``std`` are constants, supplied where a file lacks them."""
         with torch.device("meta"):
             model = cls(**kwargs)
+        constants = {k: torch.tensor(v).view(1, 3, 1, 1) for k, v in INPUT_STATISTICS.items()}
+        state = {**constants, **state}
         check_layout(model, state, what)
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         model.load_state_dict(state, strict=True, assign=True)
@@ -611,6 +619,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
         config = config["config"]
     if not isinstance(config, dict):
         raise ModelUnavailable(f"{file} must hold a JSON object of constructor arguments")
+    config = {k: v for k, v in config.items() if k not in TRAINING_ONLY_SETTINGS}
     known = set(DDColorColorizer._hub_mixin_init_parameters)
     unknown = sorted(set(config) - known)
     if unknown:
