@@ -21,6 +21,26 @@ NUM_BATCHES_TRACKED = "num_batches_tracked"
 LayerTable = tuple[tuple[str, str, str, tuple[int, ...]], ...]
 
 
+def zhang_encoder_layers(in_channels: int) -> LayerTable:
+    """Rows for model1..model7 of Zhang et al.'s released networks (ECCV16 and SIGGRAPH17 share
+    them): ``[Conv3x3, ReLU] * depth`` then BatchNorm, to our ``conv1``..``conv7``.
+
+    Widths 64, 128, 256, 512, 512, 512, 512 and depths 2, 2, 3, 3, 3, 3, 3; strides and the
+    dilation 2 of blocks 5 and 6 leave no trace in the weights' shapes.
+    """
+    rows = []
+    cin = in_channels
+    for block, (width, depth) in enumerate(
+        zip((64, 128, 256, 512, 512, 512, 512), (2, 2, 3, 3, 3, 3, 3), strict=True), start=1
+    ):
+        for i in range(depth):
+            shape = (width, cin if i == 0 else width, 3, 3)
+            rows.append((f"model{block}.{2 * i}", f"conv{block}.{2 * i}", "conv", shape))
+        rows.append((f"model{block}.{2 * depth}", f"conv{block}.{2 * depth}", "bn", (width,)))
+        cin = width
+    return tuple(rows)
+
+
 def read_torch_checkpoint(
     path: str | os.PathLike, *, what: str, file_name: str, url: str
 ) -> dict[str, torch.Tensor]:

@@ -33,41 +33,23 @@ import sys
 import torch
 
 from ..errors import DeepColorError
-from . import LayerTable, expand_layer_table, read_torch_checkpoint, remap_state_dict
+from . import (
+    LayerTable,
+    expand_layer_table,
+    read_torch_checkpoint,
+    remap_state_dict,
+    zhang_encoder_layers,
+)
 
 OFFICIAL_FILE = "colorization_release_v2-9b330a0b.pth"
 OFFICIAL_URL = f"https://colorizers.s3.us-east-2.amazonaws.com/{OFFICIAL_FILE}"
 WHAT = "ECCV16 (colorization_release_v2)"
 
 # official module -> our module, its kind and its weight shape (BatchNorm: its channel count).
-# Official: Sequential blocks model1..model8 ([Conv, ReLU]*n, BN) plus the 1x1 model_out.
+# Official: Sequential blocks model1..model8 ([Conv, ReLU]*n, BN) plus the 1x1 model_out;
+# model1..model7 end with a stride-2 conv in blocks 1 to 3.
 _LAYERS: LayerTable = (
-    ("model1.0", "conv1.0", "conv", (64, 1, 3, 3)),
-    ("model1.2", "conv1.2", "conv", (64, 64, 3, 3)),  # stride 2
-    ("model1.4", "conv1.4", "bn", (64,)),
-    ("model2.0", "conv2.0", "conv", (128, 64, 3, 3)),
-    ("model2.2", "conv2.2", "conv", (128, 128, 3, 3)),  # stride 2
-    ("model2.4", "conv2.4", "bn", (128,)),
-    ("model3.0", "conv3.0", "conv", (256, 128, 3, 3)),
-    ("model3.2", "conv3.2", "conv", (256, 256, 3, 3)),
-    ("model3.4", "conv3.4", "conv", (256, 256, 3, 3)),  # stride 2
-    ("model3.6", "conv3.6", "bn", (256,)),
-    ("model4.0", "conv4.0", "conv", (512, 256, 3, 3)),
-    ("model4.2", "conv4.2", "conv", (512, 512, 3, 3)),
-    ("model4.4", "conv4.4", "conv", (512, 512, 3, 3)),
-    ("model4.6", "conv4.6", "bn", (512,)),
-    ("model5.0", "conv5.0", "conv", (512, 512, 3, 3)),  # dilation 2
-    ("model5.2", "conv5.2", "conv", (512, 512, 3, 3)),
-    ("model5.4", "conv5.4", "conv", (512, 512, 3, 3)),
-    ("model5.6", "conv5.6", "bn", (512,)),
-    ("model6.0", "conv6.0", "conv", (512, 512, 3, 3)),  # dilation 2
-    ("model6.2", "conv6.2", "conv", (512, 512, 3, 3)),
-    ("model6.4", "conv6.4", "conv", (512, 512, 3, 3)),
-    ("model6.6", "conv6.6", "bn", (512,)),
-    ("model7.0", "conv7.0", "conv", (512, 512, 3, 3)),
-    ("model7.2", "conv7.2", "conv", (512, 512, 3, 3)),
-    ("model7.4", "conv7.4", "conv", (512, 512, 3, 3)),
-    ("model7.6", "conv7.6", "bn", (512,)),
+    *zhang_encoder_layers(in_channels=1),
     ("model8.0", "conv8.0", "deconv", (512, 256, 4, 4)),  # ConvTranspose2d k4 s2 p1
     ("model8.2", "conv8.2", "conv", (256, 256, 3, 3)),
     ("model8.4", "conv8.4", "conv", (256, 256, 3, 3)),

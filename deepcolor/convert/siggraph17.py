@@ -33,7 +33,13 @@ import sys
 import torch
 
 from ..errors import DeepColorError
-from . import LayerTable, expand_layer_table, read_torch_checkpoint, remap_state_dict
+from . import (
+    LayerTable,
+    expand_layer_table,
+    read_torch_checkpoint,
+    remap_state_dict,
+    zhang_encoder_layers,
+)
 
 OFFICIAL_FILE = "siggraph17-df00044c.pth"
 OFFICIAL_URL = f"https://colorizers.s3.us-east-2.amazonaws.com/{OFFICIAL_FILE}"
@@ -44,32 +50,7 @@ WHAT = "SIGGRAPH17 (siggraph17)"
 # model8up/9up/10up summed with shortcuts model3short8/2short9/1short10, blocks model8/9/10 that
 # start with a ReLU, the unused 529-class head model_class and the regression head model_out.
 _LAYERS: LayerTable = (
-    ("model1.0", "conv1.0", "conv", (64, 4, 3, 3)),  # input [L, a, b, mask]
-    ("model1.2", "conv1.2", "conv", (64, 64, 3, 3)),
-    ("model1.4", "conv1.4", "bn", (64,)),
-    ("model2.0", "conv2.0", "conv", (128, 64, 3, 3)),
-    ("model2.2", "conv2.2", "conv", (128, 128, 3, 3)),
-    ("model2.4", "conv2.4", "bn", (128,)),
-    ("model3.0", "conv3.0", "conv", (256, 128, 3, 3)),
-    ("model3.2", "conv3.2", "conv", (256, 256, 3, 3)),
-    ("model3.4", "conv3.4", "conv", (256, 256, 3, 3)),
-    ("model3.6", "conv3.6", "bn", (256,)),
-    ("model4.0", "conv4.0", "conv", (512, 256, 3, 3)),
-    ("model4.2", "conv4.2", "conv", (512, 512, 3, 3)),
-    ("model4.4", "conv4.4", "conv", (512, 512, 3, 3)),
-    ("model4.6", "conv4.6", "bn", (512,)),
-    ("model5.0", "conv5.0", "conv", (512, 512, 3, 3)),  # dilation 2
-    ("model5.2", "conv5.2", "conv", (512, 512, 3, 3)),
-    ("model5.4", "conv5.4", "conv", (512, 512, 3, 3)),
-    ("model5.6", "conv5.6", "bn", (512,)),
-    ("model6.0", "conv6.0", "conv", (512, 512, 3, 3)),  # dilation 2
-    ("model6.2", "conv6.2", "conv", (512, 512, 3, 3)),
-    ("model6.4", "conv6.4", "conv", (512, 512, 3, 3)),
-    ("model6.6", "conv6.6", "bn", (512,)),
-    ("model7.0", "conv7.0", "conv", (512, 512, 3, 3)),
-    ("model7.2", "conv7.2", "conv", (512, 512, 3, 3)),
-    ("model7.4", "conv7.4", "conv", (512, 512, 3, 3)),
-    ("model7.6", "conv7.6", "bn", (512,)),
+    *zhang_encoder_layers(in_channels=4),
     ("model8up.0", "up8", "deconv", (512, 256, 4, 4)),
     ("model8.1", "conv8.1", "conv", (256, 256, 3, 3)),
     ("model8.3", "conv8.3", "conv", (256, 256, 3, 3)),

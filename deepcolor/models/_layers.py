@@ -131,22 +131,23 @@ def colorful_images(ab: torch.Tensor, threshold: float = GRAY_THRESHOLD) -> torc
 # --- Zhang et al.'s networks (eccv16, siggraph17) ---------------------------------------------
 
 
-def check_variant(variants: dict[str, dict[str, Any]], variant: str) -> dict[str, Any]:
-    """The settings of ``variant``, or :class:`InvalidCondition` naming the choices."""
-    try:
-        return variants[variant]
-    except KeyError:
-        raise InvalidCondition(
-            f"unknown variant {variant!r}; choose from {', '.join(variants)}"
-        ) from None
-
-
-def check_widths(widths: Any, count: int) -> tuple[int, ...]:
-    """``count`` positive channel counts, as a tuple."""
-    widths = tuple(widths)
+def resolve_variant(
+    variants: dict[str, dict[str, Any]],
+    variant: str,
+    working_size: int | None,
+    widths: Any,
+    count: int,
+) -> tuple[dict[str, Any], int, tuple[int, ...]]:
+    """``(settings, working size, widths)`` of ``variant``, the caller's values (when not
+    ``None``) overriding its own; :class:`InvalidCondition` for an unknown variant or widths
+    that are not ``count`` positive channel counts."""
+    if variant not in variants:
+        raise InvalidCondition(f"unknown variant {variant!r}; choose from {', '.join(variants)}")
+    spec = variants[variant]
+    widths = tuple(spec["widths"] if widths is None else widths)
     if len(widths) != count or any(int(c) < 1 for c in widths):
         raise InvalidCondition(f"widths must be {count} positive channel counts, got {widths!r}")
-    return widths
+    return spec, spec["working_size"] if working_size is None else working_size, widths
 
 
 #: 3x3 convolutions in conv1..conv7 and their dilation

@@ -33,13 +33,12 @@ from ._layers import (
     DEPTHS,
     DILATIONS,
     check_temperature,
-    check_variant,
-    check_widths,
     colorful_images,
     conv_block,
     default_weights_for,
     pad_to_multiple,
     rebalanced_cross_entropy,
+    resolve_variant,
 )
 from .base import Colorizer
 
@@ -80,10 +79,8 @@ class ECCV16Colorizer(Colorizer):
         working_size: int | None = None,
         temperature: float | None = None,
     ) -> None:
-        spec = check_variant(VARIANTS, variant)
-        size = spec["working_size"] if working_size is None else working_size
+        spec, size, widths = resolve_variant(VARIANTS, variant, working_size, widths, count=8)
         super().__init__(working_size=size)
-        widths = check_widths(spec["widths"] if widths is None else widths, count=8)
         if variant == "full" and widths != FULL_WIDTHS:
             raise InvalidCondition(
                 "variant='full' has the paper's widths (it must load the official checkpoint); "

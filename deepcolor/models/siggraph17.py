@@ -46,12 +46,11 @@ from ..registry import register_colorizer
 from ._layers import (
     DEPTHS,
     DILATIONS,
-    check_variant,
-    check_widths,
     colorful_images,
     conv_block,
     default_weights_for,
     pad_to_multiple,
+    resolve_variant,
 )
 from .base import Colorizer
 
@@ -130,12 +129,10 @@ class SIGGRAPH17Colorizer(Colorizer):
         propagate_hints: bool | None = None,
         propagation_in_loss: bool = False,
     ) -> None:
-        spec = check_variant(VARIANTS, variant)
+        spec, size, widths = resolve_variant(VARIANTS, variant, working_size, widths, count=10)
         if not 0 < hint_p <= 1:
             raise InvalidCondition(f"hint_p must be in (0, 1], got {hint_p}")
-        size = spec["working_size"] if working_size is None else working_size
         super().__init__(working_size=size)
-        widths = check_widths(spec["widths"] if widths is None else widths, count=10)
         global_branch = spec["global_branch"] if global_branch is None else bool(global_branch)
         if variant == "full" and (widths != FULL_WIDTHS or global_branch):
             raise InvalidCondition(
