@@ -274,6 +274,15 @@ def test_registered_names_and_defaults():
     )
 
 
+def test_a_saved_folder_names_its_encoder(tmp_path):
+    tiny = create_colorizer("ddcolor-tiny", weights=None, **SMALL)
+    tiny.save_pretrained(tmp_path / "saved")
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert config["encoder_name"] == "convnext-t" and config["input_size"] == 64
+    loaded = create_colorizer("ddcolor", weights=str(tmp_path / "saved"))  # a ConvNeXt-L name
+    assert loaded.encoder_name == "convnext-t" and _same_weights(loaded, tiny)
+
+
 # --- inference and training -------------------------------------------------------------------
 
 

@@ -505,6 +505,8 @@ class DDColorColorizer(Colorizer):
         if num_scales != len(dims) - 1:
             raise InvalidCondition(f"num_scales must be {len(dims) - 1} (one per U-Net block)")
         self.encoder_name = encoder_name
+        if isinstance(self._hub_mixin_config, dict):  # a saved folder names its encoder
+            self._hub_mixin_config["encoder_name"] = encoder_name
         self.encoder = ImageEncoder(depths, dims)
         self.decoder = DualDecoder(
             dims,
