@@ -81,16 +81,16 @@ def offline_advice() -> str:
     return ", or unset HF_HUB_OFFLINE" if hub_offline() else ""
 
 
-def in_hub_cache(repo_id: str) -> Path | None:
-    """The cached snapshot folder of ``repo_id`` when it holds a ``config.json``, else None
-    (never downloads)."""
+def in_hub_cache(repo_id: str, required: str | None = "config.json") -> Path | None:
+    """The cached snapshot folder of ``repo_id`` (holding ``required`` if given), else None;
+    never downloads."""
     from huggingface_hub import snapshot_download
 
     try:
         folder = Path(snapshot_download(repo_id, local_files_only=True))
     except Exception:  # any miss or malformed id means "not here"
         return None
-    return folder if (folder / "config.json").is_file() else None
+    return folder if required is None or (folder / required).is_file() else None
 
 
 def download_from_hub(repo_id: str, model_name: str = "model", **kwargs) -> Path:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from ..weights import hub_offline
+from ..weights import in_hub_cache as cached_snapshot
 
 # Environment variables naming the diffusion weights (Hub ids or local diffusers folders).
 DIFFUSION_ENV = {
@@ -23,13 +24,7 @@ DIFFUSION_ENV = {
 
 def in_hub_cache(repo_id: str) -> bool:
     """True when a snapshot of ``repo_id`` is in the local cache (never downloads)."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        snapshot_download(repo_id, local_files_only=True)
-    except Exception:  # any miss or malformed id means "not here"
-        return False
-    return True
+    return cached_snapshot(repo_id, required=None) is not None
 
 
 def missing_weights(model) -> str:
