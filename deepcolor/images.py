@@ -44,10 +44,10 @@ class LoadedImage:
     @property
     def is_color(self) -> bool:
         """True when the photo carries real colour (not gray, sepia or a mild tint)."""
-        return colour_spread(self.rgb) > 8.0
+        return color_spread(self.rgb) > 8.0
 
 
-def colour_spread(rgb: np.ndarray) -> float:
+def color_spread(rgb: np.ndarray) -> float:
     """How much the chroma varies across the image (CIELAB ab standard deviation, 0 for a tint).
 
     A sepia or tinted "black and white" photo has a nearly constant ab, so its spread is small

@@ -96,7 +96,7 @@ def evaluate(
     label = model_label or pipeline.model.name
     rows = []
     for path in tqdm(files, desc=f"evaluating {label}", disable=not progress, unit="img"):
-        original = _colour_original(path)
+        original = _color_original(path)
         per_image = dict(conditions or {})
         if condition_fn:
             per_image.update(condition_fn(path, original))
@@ -130,7 +130,7 @@ def _folder_images(folder: str | Path | Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _colour_original(path: Path) -> np.ndarray:
+def _color_original(path: Path) -> np.ndarray:
     original = load_uint8(path)
     if is_grayscale(original):
         raise InvalidImage(
@@ -145,7 +145,7 @@ def check_originals(folder: str | Path | Iterable[str | Path]) -> list[Path]:
     spends time on them."""
     files = _folder_images(folder)
     for path in files:
-        _colour_original(path)
+        _color_original(path)
     return files
 
 

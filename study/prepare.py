@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from deepcolor import ColorizationPipeline, load_image
 from deepcolor.color import lab_to_rgb, rgb_to_lab
-from deepcolor.images import colour_spread, to_uint8
+from deepcolor.images import color_spread, to_uint8
 from deepcolor.pipeline import iter_image_files
 from deepcolor.registry import colorizer_info
 
@@ -88,7 +88,7 @@ def hue_variance(rgb: np.ndarray) -> tuple[float, float]:
 
 def has_real_color(rgb: np.ndarray) -> bool:
     """True for a colour photo; False for gray, sepia or a tint (see MIN_HUE_VARIANCE)."""
-    if colour_spread(rgb) > MIN_SPREAD:
+    if color_spread(rgb) > MIN_SPREAD:
         return True
     variance, chroma = hue_variance(rgb)
     return variance >= MIN_HUE_VARIANCE and chroma >= MIN_MEAN_CHROMA

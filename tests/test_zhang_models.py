@@ -160,7 +160,7 @@ def test_eccv16_loss_is_rebalanced_at_the_target_bin():
     for index in (120, 200):  # (0, 0) is common, bin 200 rare: their weights differ a lot
         center = ab_bin_centers()[index]
         ab = center.view(1, 2, 1, 1).expand(1, 2, 16, 16).clone()
-        ab[..., 0, 0] += 60  # one vivid pixel so that even the (0, 0) image is not grey
+        ab[..., 0, 0] += 60  # one vivid pixel so that even the (0, 0) image is not gray
         L = torch.full((1, 1, 16, 16), 50.0)
         loss = eccv16.training_loss({"L": L, "ab": ab})
         # 16 cells of 4x4 pixels: 15 exactly at the bin centre, 1 with the vivid pixel averaged in
@@ -172,33 +172,33 @@ def test_eccv16_loss_is_rebalanced_at_the_target_bin():
     assert weights[200] > 3 * weights[120]
 
 
-def test_eccv16_loss_leaves_grey_images_out():
+def test_eccv16_loss_leaves_gray_images_out():
     eccv16 = model("eccv16").eval()  # eval: batch norm does not mix the images
     L, ab = photo(2, 32, 32, seed=3)
-    grey = ab.clone()
-    grey[1] = grey[1].clamp(-4.9, 4.9)  # nothing above 5 in |a| or |b|: a grey image
+    gray = ab.clone()
+    gray[1] = gray[1].clamp(-4.9, 4.9)  # nothing above 5 in |a| or |b|: a gray image
     colour_only = eccv16.training_loss({"L": L[:1], "ab": ab[:1]})
-    mixed = eccv16.training_loss({"L": L, "ab": grey})
+    mixed = eccv16.training_loss({"L": L, "ab": gray})
     torch.testing.assert_close(mixed, colour_only)
-    all_grey = eccv16.training_loss({"L": L[1:], "ab": grey[1:]})
-    assert all_grey.item() == 0.0
-    all_grey.backward()  # still a graph a training loop can step through
+    all_gray = eccv16.training_loss({"L": L[1:], "ab": gray[1:]})
+    assert all_gray.item() == 0.0
+    all_gray.backward()  # still a graph a training loop can step through
 
 
-def test_siggraph17_loss_leaves_grey_images_out():
+def test_siggraph17_loss_leaves_gray_images_out():
     sig = model("siggraph17", global_branch=False).eval()
     L, ab = photo(2, 32, 32, seed=3)
-    grey = ab.clone()
-    grey[1] = grey[1].clamp(-4.9, 4.9)
+    gray = ab.clone()
+    gray[1] = gray[1].clamp(-4.9, 4.9)
     torch.manual_seed(1)  # image 0 draws the same simulated hints in both calls
     colour_only = sig.training_loss({"L": L[:1], "ab": ab[:1]})
     torch.manual_seed(1)
-    mixed = sig.training_loss({"L": L, "ab": grey})
+    mixed = sig.training_loss({"L": L, "ab": gray})
     torch.testing.assert_close(mixed, colour_only)
     assert colour_only.item() > 0
-    all_grey = sig.training_loss({"L": L[1:], "ab": grey[1:]})
-    assert all_grey.item() == 0.0
-    all_grey.backward()
+    all_gray = sig.training_loss({"L": L[1:], "ab": gray[1:]})
+    assert all_gray.item() == 0.0
+    all_gray.backward()
 
 
 # --- siggraph17: conditions ---------------------------------------------------------------------
@@ -249,7 +249,7 @@ def test_siggraph17_global_hints_are_checked():
 
 
 def ambiguous_image(size: int = 24) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """One grey image and two opposite colourings of it: L alone cannot tell which is meant."""
+    """One gray image and two opposite colourings of it: L alone cannot tell which is meant."""
     yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
     disc = (((xx - 0.6) ** 2 + (yy - 0.4) ** 2) < 0.06).float()
     L = (30 + 40 * yy + 25 * disc).view(1, 1, size, size)
