@@ -1,0 +1,504 @@
+"""The study's guarantees against gaming and misuse, each with its exact status or message.
+
+In-process (FastAPI's TestClient) against SQLite, and against PostgreSQL when DATABASE_URL_TEST
+is set: strict JSON, images only while a trial is current and within its exposure, security
+headers, organiser sessions, CSV formulas, replayed forms, the join rate limit, invitation-only
+studies, idempotent joins, released abandoned participants, join cost, the report's cache and
+the database the report reads.
+"""
+
+import io
+import json
+import re
+import shutil
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import event, select, text, update
+
+from study.cli import main
+from study.db import CellCount, Database, Participant, Trial
+from study.manifest import read_manifest
+from study.prepare import has_real_color, prepare_study
+from study.ratelimit import RateLimiter
+from study.report import csv_safe
+from study.server import create_app
+from study.service import LOAD_ALLOWANCE_S
+
+TOKEN = "organiser-secret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PHOTOS = 8
+
+
+def make_photos(folder, count=PHOTOS, size=(40, 30)):
+    folder.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    for i in range(count):
+        rgb = np.stack(
+            [(x * 6 + 40 * i) % 256, (y * 8 + 30 * i) % 256, ((x + y) * 3 + 70 * i) % 256], -1
+        )
+        Image.fromarray(rgb.astype(np.uint8)).save(folder / f"photo{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("guarantees")
+    out = root / "S"
+    prepare_study(
+        make_photos(root / "photos"),
+        ["gray", "tint"],
+        out,
+        test_trials=6,
+        practice_trials=2,
+        sentinel_rate=0.2,
+        sentinel_threshold=0.75,
+        max_chance_pass=1.0,  # a tiny study: one sentinel
+        database_url=f"sqlite:///{out}/study.sqlite",
+        progress=False,
+        torch_threads=1,
+    )
+    return out
+
+
+def edit_manifest(folder, **changes):
+    path = folder / "study.json"
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def make_client(backend):
+    """make_client(**create_app options) -> TestClient on a fresh copy of the study."""
+    folder, url = backend
+    apps = []
+
+    def make(base_url="http://testserver", **options):
+        app = create_app(folder, organiser_token=TOKEN, database_url=url, **options)
+        apps.append(app)
+        client = TestClient(app, base_url=base_url)
+        client.__enter__()
+        return client
+
+    yield make
+    for app in apps:
+        app.app.state.service.db.dispose()
+
+
+def join(client, **extra):
+    response = client.post("/api/join", json={"consent": True, **extra})
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def answer_body(state, choice="left", **extra):
+    return {"trial": state["trial"]["id"], "answer": choice, "key": uuid.uuid4().hex, **extra}
+
+
+def answer(client, state, choice="left"):
+    response = client.post(f"/api/p/{state['token']}/answer", json=answer_body(state, choice))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# --- strict JSON ----------------------------------------------------------------------------------
+def test_nan_infinity_and_loose_types_get_422_and_store_nothing(make_client, backend):
+    client = make_client()
+    state = join(client)
+    url = f"/api/p/{state['token']}/answer"
+    good = answer_body(state)
+    for raw in (
+        json.dumps(good)[:-1] + ', "rt_ms": NaN}',
+        json.dumps(good)[:-1] + ', "rt_ms": Infinity}',
+        json.dumps(good)[:-1] + ', "rt_ms": -Infinity}',
+        json.dumps({**good, "answer": None}).replace("null", "NaN"),
+    ):
+        response = client.post(url, content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == 422, raw
+        assert response.json()["error"] == "invalid request"
+    for loose in ({"rt_ms": True}, {"rt_ms": "700"}, {"rt_ms": 700.5}, {"key": 12345678}):
+        response = client.post(url, json={**good, **loose})
+        assert response.status_code == 422, loose
+        assert response.json()["detail"][0]["loc"][-1] == next(iter(loose))
+    assert client.post("/api/join", json={"consent": "yes"}).status_code == 422
+    assert client.get(f"/api/p/{state['token']}").json()["answered"] == 0
+    assert client.post(url, json={**good, "rt_ms": 700}).status_code == 200
+
+
+# --- images ---------------------------------------------------------------------------------------
+def test_images_are_served_only_for_the_current_trial(make_client):
+    client = make_client()
+    state = join(client)
+    first = state["trial"]["images"]
+    sizes = {len(client.get(u).content) for u in first}
+    assert len(sizes) == 1  # both images of a trial the same byte size
+    headers = [client.get(u).headers for u in first]
+    assert dict(headers[0]) == dict(headers[1])
+    assert headers[0]["cache-control"] == "no-store"
+    state = answer(client, state)
+    for url in first:  # the answered trial: gone for good
+        assert client.get(url).status_code == 404
+    assert client.get(state["trial"]["images"][0]).status_code == 200
+
+
+def test_images_are_served_only_within_the_exposure(make_client, backend):
+    edit_manifest(backend[0], exposure_ms=500)
+    client = make_client()
+    service = client.app.app.state.service
+    now = [1_000_000.0]
+    service.clock = lambda: now[0]
+    state = join(client)
+    one, two = state["trial"]["images"]
+    assert client.get(one).status_code == 200  # the exposure starts with the first request
+    now[0] += 0.5 + LOAD_ALLOWANCE_S - 0.01
+    assert client.get(two).status_code == 200
+    assert client.get(one).status_code == 200  # a reload while loading is fine
+    now[0] += 0.02
+    gone = client.get(one)
+    assert gone.status_code == 410 and gone.text == "the photos of this trial were shown already"
+    assert client.get(two).status_code == 410
+    # The answer is still taken (from memory); the next trial's clock starts afresh.
+    state = answer(client, state)
+    assert client.get(state["trial"]["images"][0]).status_code == 200
+
+
+# --- headers, organiser sessions ------------------------------------------------------------------
+def test_pages_carry_csp_and_frame_options(make_client):
+    client = make_client()
+    for path in ("/", "/join", "/organiser/login"):
+        headers = client.get(path).headers
+        assert headers["x-frame-options"] == "DENY"
+        csp = headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp
+    page = client.get(f"/p/{join(client)['token']}").text
+    assert "style=" not in page and "<script>" not in page  # nothing inline for the CSP to block
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_organiser_cookie_is_a_session_with_expiry_secure_over_tls_and_logout(make_client, scheme):
+    client = make_client(base_url=f"{scheme}://testserver")
+    login = client.post("/organiser/login", data={"token": TOKEN}, follow_redirects=False)
+    assert login.status_code == 303
+    cookie = login.headers["set-cookie"]
+    session = re.search(r"study_organiser=([^;]+)", cookie).group(1)
+    assert TOKEN not in cookie and len(session) >= 40
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=28800" in cookie
+    assert ("Secure" in cookie) == (scheme == "https")
+    client.cookies.set("study_organiser", session)
+    assert client.get("/organiser").status_code == 200
+    out = client.post("/organiser/logout", follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/organiser/login"
+    client.cookies.set("study_organiser", session)  # the old cookie, kept by an attacker
+    assert client.get("/organiser").status_code == 401
+    client.cookies.set("study_organiser", TOKEN)  # the token itself is no cookie
+    assert client.get("/organiser").status_code == 401
+
+
+def test_organiser_sessions_expire(make_client):
+    client = make_client(base_url="https://testserver")
+    service = client.app.app.state.service
+    now = [1_000_000.0]
+    service.clock = lambda: now[0]
+    client.post("/organiser/login", data={"token": TOKEN}, follow_redirects=False)
+    assert client.get("/organiser").status_code == 200
+    now[0] += 8 * 3600 + 1
+    assert client.get("/organiser").status_code == 401
+
+
+# --- exports, replays, chart ----------------------------------------------------------------------
+def test_csv_exports_neutralise_spreadsheet_formulas(make_client, backend, tmp_path):
+    client = make_client()
+    state = join(client)
+    answer(client, state)
+    db = Database(backend[1])
+    try:
+        with db.write() as session, session.begin():
+            session.execute(update(Trial).values(photo='=HYPERLINK("http://x","y")'))
+    finally:
+        db.dispose()
+    exported = pd.read_csv(io.StringIO(client.get("/organiser/responses.csv", headers=AUTH).text))
+    assert exported["photo"].tolist() == ['\'=HYPERLINK("http://x","y")']
+    frame = pd.DataFrame({"photo": ["=a", "+b", "-c", "@d", "\te", "ok"], "n": [-1, 2, 3, 4, 5, 6]})
+    safe = csv_safe(frame)
+    assert safe["photo"].tolist() == ["'=a", "'+b", "'-c", "'@d", "'\te", "ok"]
+    assert safe["n"].tolist() == [-1, 2, 3, 4, 5, 6]  # numbers stay numbers
+
+
+def test_a_replayed_answer_form_goes_on_instead_of_saying_not_stored(make_client):
+    client = make_client()
+    state = join(client)
+    link = f"/p/{state['token']}"
+    form = {"trial": state["trial"]["id"], "answer": "left", "key": uuid.uuid4().hex}
+    first = client.post(f"{link}/answer", data=form, follow_redirects=False)
+    assert first.status_code == 303  # practice: to the feedback page
+    replay = client.post(f"{link}/answer", data=form, follow_redirects=False)
+    assert replay.status_code == 303 and replay.headers["location"] == first.headers["location"]
+    assert "Answer not stored" not in client.get(replay.headers["location"]).text
+    state = answer(client, client.get(f"/api{link}").json())  # second practice trial
+    test_form = {"trial": state["trial"]["id"], "answer": "left", "key": uuid.uuid4().hex}
+    assert client.post(f"{link}/answer", data=test_form, follow_redirects=False).status_code == 303
+    again = client.post(f"{link}/answer", data=test_form, follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"] == link
+    other = client.post(f"{link}/answer", data={**test_form, "key": uuid.uuid4().hex})
+    assert other.status_code == 409 and "already answered" in other.text
+
+
+def test_chart_axis_counts_judgements(monkeypatch, make_client):
+    import matplotlib.pyplot as plt
+
+    labels = []
+    close = plt.close
+    monkeypatch.setattr(
+        plt, "close", lambda fig: (labels.append(fig.axes[0].get_ylabel()), close(fig))
+    )
+    client = make_client()
+    assert client.get("/organiser/chart.png", headers=AUTH).status_code == 200
+    assert labels == ["judgements fooled (%)"]
+
+
+# --- joins ----------------------------------------------------------------------------------------
+def test_joins_are_rate_limited_per_client_with_retry_after(make_client):
+    client = make_client(joins_per_minute=2)
+    assert client.post("/api/join", json={"consent": True}).status_code == 201
+    assert client.post("/join", data={"consent": "yes"}, follow_redirects=False).status_code == 303
+    refused = client.post("/api/join", json={"consent": True})
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) == 30
+    assert refused.json()["error"].startswith("Too many sign-ups from your network")
+    page = client.post("/join", data={"consent": "yes"}, follow_redirects=False)
+    assert page.status_code == 429 and page.headers["retry-after"] == "30"
+    assert (
+        client.get("/organiser/summary.json", headers=AUTH).json()["participation"]["participants"]
+        == 2
+    )
+
+
+def test_rate_limiter_refills_and_keeps_clients_apart():
+    now = [0.0]
+    limiter = RateLimiter(6, burst=2, clock=lambda: now[0])  # one every 10 s
+    assert [limiter.retry_after("a") for _ in range(3)] == [0, 0, 10]
+    assert limiter.retry_after("b") == 0  # another address is not held up
+    now[0] += 5
+    assert limiter.retry_after("a") == 5
+    now[0] += 5
+    assert limiter.retry_after("a") == 0
+    now[0] += 1000
+    limiter.retry_after("c")  # the sweep forgets idle clients
+    assert set(limiter._buckets) == {"c"}
+
+
+def test_invitation_only_study_refuses_sign_ups_but_takes_invitations(make_client, backend):
+    edit_manifest(backend[0], open_signup=False)
+    client = make_client()
+    assert client.get("/join").status_code == 404
+    assert "This study is by invitation only." in client.get("/join").text
+    assert client.post("/join", data={"consent": "yes"}).status_code == 404
+    refused = client.post("/api/join", json={"consent": True})
+    assert refused.status_code == 403 and refused.json() == {
+        "error": "this study is by invitation only"
+    }
+    created = client.post("/organiser/invites", data={"count": 1}, headers=AUTH)
+    token = re.search(r"/p/([A-Za-z0-9_-]+)", created.text).group(1)
+    consented = client.post(f"/api/p/{token}/consent", json={"consent": True})
+    assert consented.status_code == 200 and consented.json()["trial"]["number"] == 1
+
+
+def test_a_retried_join_with_the_same_key_is_the_same_participant(make_client):
+    client = make_client()
+    key = uuid.uuid4().hex
+    first = client.post("/api/join", json={"consent": True, "key": key})
+    again = client.post("/api/join", json={"consent": True, "key": key})
+    assert first.status_code == 201 and again.status_code == 200
+    assert first.json()["token"] == again.json()["token"]
+    bad = client.post("/api/join", json={"consent": True, "key": "no spaces!"})
+    assert bad.status_code == 422
+    assert bad.json()["error"] == "the join key must be 8-64 letters, digits, - or _"
+    form_key = uuid.uuid4().hex
+    one = client.post("/join", data={"consent": "yes", "key": form_key}, follow_redirects=False)
+    two = client.post("/join", data={"consent": "yes", "key": form_key}, follow_redirects=False)
+    assert one.headers["location"] == two.headers["location"]
+    counts = client.get("/organiser/summary.json", headers=AUTH).json()["participation"]
+    assert counts["participants"] == 2
+
+
+def planned(db):
+    with db.read() as session:
+        return {
+            (p, c): n
+            for p, c, n in session.execute(
+                select(CellCount.photo, CellCount.condition, CellCount.planned)
+            )
+        }
+
+
+def test_abandoned_participants_release_their_cells_and_can_still_finish(make_client, backend):
+    client = make_client(release_after_s=600)
+    service = client.app.app.state.service
+    now = [1_000_000.0]
+    service.clock = lambda: now[0]
+    db = Database(backend[1])
+    try:
+        quitter = join(client)
+        quitter = answer(client, answer(client, answer(client, quitter)))  # 2 practice, 1 test
+        held = planned(db)
+        assert sum(held.values()) == 6
+        now[0] += 601
+        assert service.release_abandoned() == 1
+        assert sum(planned(db).values()) == 1  # only the answered test trial still counts
+        counts = client.get("/organiser/summary.json", headers=AUTH).json()["participation"]
+        assert counts["abandoned"] == 1 and counts["participants"] == 1
+        # Back after all: the remaining trials count again, and the answer is stored.
+        quitter = answer(client, quitter)
+        assert planned(db) == held
+        while not quitter["done"]:
+            quitter = answer(client, quitter)
+        assert client.get("/organiser/summary.json", headers=AUTH).json()["participation"] == {
+            "participants": 1,
+            "consented": 1,
+            "finished": 1,
+            "abandoned": 0,
+            "answers": 8,
+        }
+        now[0] += 10_000
+        assert service.release_abandoned() == 0  # finished people are never released
+    finally:
+        db.dispose()
+
+
+def test_a_join_reads_the_cell_counters_not_every_trial(make_client, backend):
+    client = make_client()
+    for _ in range(5):
+        join(client)
+    engine = client.app.app.state.service.db.engine
+    statements = []
+    listener = lambda conn, cursor, statement, *rest: statements.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        join(client)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    reads_of_trials = [
+        s for s in statements if re.search(r"FROM trials(?! WHERE trials.public_id)", s)
+    ]
+    assert not [s for s in reads_of_trials if "GROUP BY" in s or "count(" in s.lower()]
+    assert any("cell_counts" in s for s in statements)
+    db = Database(backend[1])
+    try:  # the counters agree with the planned trials
+        with db.read() as session:
+            counted = dict(
+                session.execute(
+                    text(
+                        "SELECT photo || '|' || condition, count(*) FROM trials "
+                        "WHERE phase = 'test' GROUP BY photo, condition"
+                    )
+                ).all()
+            )
+        assert {f"{p}|{c}": n for (p, c), n in planned(db).items() if n} == counted
+    finally:
+        db.dispose()
+
+
+# --- report ---------------------------------------------------------------------------------------
+def test_the_organiser_report_is_computed_once_per_state_of_the_answers(make_client, monkeypatch):
+    import study.report
+
+    calls = []
+    real = study.report.report_from_db
+    monkeypatch.setattr(
+        study.report, "report_from_db", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    client = make_client()
+    state = answer(client, join(client))
+    for path in ("/organiser", "/organiser/chart.png", "/organiser/summary.json"):
+        assert client.get(path, headers=AUTH).status_code == 200
+    assert len(calls) == 1
+    answer(client, state)
+    client.get("/organiser/chart.png", headers=AUTH)
+    assert len(calls) == 2
+
+
+def test_report_stops_when_the_database_lacks_the_study(template, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    folder = tmp_path / "S"
+    shutil.copytree(template, folder)
+    empty = f"sqlite:///{tmp_path}/empty.sqlite"
+    assert main(["report", str(folder), "--database-url", empty]) == 2
+    err = capsys.readouterr().err
+    assert f"the database {empty} holds no study 'S'" in err and "--database-url" in err
+    (folder / "database.json").write_text(
+        json.dumps({"url": "postgresql+psycopg://study:***@db.example/study"})
+    )
+    assert main(["report", str(folder)]) == 2
+    assert (
+        "this study's answers are in postgresql+psycopg://study:***@db.example/study; "
+        "give its password: set DATABASE_URL or pass --database-url"
+    ) in capsys.readouterr().err
+
+
+def test_report_states_the_attention_checks_chance_pass_rate(template, capsys, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["report", str(template), "--reps", "10", "--out", str(template / "r")]) == 0
+    # One sentinel of six test trials, 75 % needed: a random clicker passes half the time.
+    assert (
+        "attention check: 1 sentinels per participant, 1 correct needed; a random clicker "
+        "passes 50.0% of the time"
+    ) in capsys.readouterr().out
+
+
+# --- prepare --------------------------------------------------------------------------------------
+def test_prepare_refuses_too_few_photos_and_says_how_many(tmp_path, capsys):
+    photos = make_photos(tmp_path / "p", count=5)
+    args = ["prepare", "--images", str(photos), "--models", "gray", "--out", str(tmp_path / "o")]
+    assert main([*args, "--trials", "6", "--practice", "2", "--sentinel-rate", "0"]) == 2
+    assert (
+        "6 test + 2 practice trials show each participant 8 photos, each once: "
+        f"{photos} has 5 colour photos. Add 3 more, lower --trials to 3 (or --practice), "
+        "or pass --allow-repeats"
+    ) in capsys.readouterr().err
+    assert not (tmp_path / "o" / "study.json").exists()
+    assert main([*args, "--trials", "6", "--practice", "2", "--sentinel-rate", "0.1"]) == 2
+    assert "too few for an attention check a random clicker passes at most 5 %" in (
+        capsys.readouterr().err
+    )
+    repeat = [*args, "--trials", "6", "--sentinel-rate", "0", "--allow-repeats"]
+    assert main(repeat) == 0
+    assert read_manifest(tmp_path / "o").allow_repeats
+
+
+def test_prepare_keeps_kodim17_and_rejects_gray_and_sepia(shared_data):
+    kodim17 = shared_data / "eval" / "kodak24" / "kodim17.png"
+    if not kodim17.is_file():
+        pytest.skip("kodim17.png is not in the evaluation data")
+    rgb = np.asarray(Image.open(kodim17).convert("RGB"))
+    assert has_real_color(rgb)  # gold leaves on green: little spread, two hues
+    gray = rgb.mean(axis=2, keepdims=True)
+    sepia_matrix = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]])
+    for fake in (
+        np.repeat(gray, 3, axis=2),
+        np.clip(rgb @ sepia_matrix.T, 0, 255),
+        gray * np.array([1.0, 0.85, 0.6]),
+        gray * np.array([0.8, 0.9, 1.0]),
+    ):
+        assert not has_real_color(fake.astype(np.uint8))
+
+
+def test_each_participant_sees_each_photo_once_on_the_server(make_client, backend):
+    client = make_client()
+    for _ in range(4):
+        join(client)
+    db = Database(backend[1])
+    try:
+        with db.read() as session:
+            rows = session.execute(select(Trial.participant_id, Trial.photo)).all()
+            people = session.scalars(select(Participant.id)).all()
+    finally:
+        db.dispose()
+    for person in people:
+        photos = [p for pid, p in rows if pid == person]
+        assert len(photos) == len(set(photos)) == PHOTOS
