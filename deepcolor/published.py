@@ -155,7 +155,7 @@ def _reachable(repo_id: str) -> bool:
     """Whether the Hub answers for ``repo_id`` now (once per process; a short timeout)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-    try:
+    try:  # hf_hub_url follows HF_ENDPOINT (a mirror)
         get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=PROBE_TIMEOUT)
     except Exception:  # no network, no DNS, a proxy, a missing repo: not downloadable now
         return False

@@ -40,6 +40,18 @@ class _Files(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep the test output clean
         pass
 
+    def do_HEAD(self):  # noqa: N802 (the Hub's metadata request)
+        self.server.requests.append((f"HEAD {self.path}", None))
+        if self.path not in self.server.files:
+            self.send_error(404)
+            return
+        body, _ = self.server.files[self.path]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", '"abc"')
+        self.send_header("X-Repo-Commit", "0" * 40)
+        self.end_headers()
+
     def do_GET(self):  # noqa: N802 (http.server's name)
         self.server.requests.append((self.path, self.headers.get("Range")))
         if self.path not in self.server.files:
@@ -512,3 +524,23 @@ def test_space_front_matter_preloads_the_ddcolor_weights():
     if not hub_ids:
         pytest.skip("the ddcolor model is not installed")
     assert set(front["preload_from_hub"]) == hub_ids
+
+
+def test_downloadable_means_the_hub_answers(server, online, monkeypatch):
+    import huggingface_hub.constants
+
+    from deepcolor import published
+
+    template = server.url + "/{repo_id}/resolve/{revision}/{filename}"  # HF_ENDPOINT's effect
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    published._reachable.cache_clear()
+    server.files["/someone/here/resolve/main/config.json"] = (b"{}", "ok")
+    try:
+        assert published._reachable("someone/here")
+        assert not published._reachable("someone/gone")  # 404: not downloadable
+    finally:
+        published._reachable.cache_clear()
+    assert [path for path, _ in server.requests] == [
+        "HEAD /someone/here/resolve/main/config.json",
+        "HEAD /someone/gone/resolve/main/config.json",
+    ]
