@@ -18,7 +18,6 @@ import torch.nn.functional as F
 L_CENTER = 50.0  # network input is (L - L_CENTER) / L_SCALE
 L_SCALE = 100.0
 AB_SCALE = 110.0  # networks work on ab / AB_SCALE, roughly [-1, 1]
-L_MAX = 100.0
 
 # Mean ab of the training photos: the `tint` baseline's colour.
 TRAIN_MEAN_AB = (2.46, 8.63)
