@@ -236,7 +236,11 @@ def _guided_layout(catalog: ModelCatalog) -> SimpleNamespace:
                 visible=False,
             )
             ui.selected = gr.Number(
-                0, precision=0, label="Selected hint (click its dot)", minimum=0
+                0,
+                precision=0,
+                label="Selected hint (click its dot)",
+                minimum=0,
+                elem_id="guided-selected",
             )
             with gr.Row():
                 ui.recolour = gr.Button("Give it the hint colour", size="sm")
@@ -322,8 +326,7 @@ def guided_tab(catalog: ModelCatalog) -> None:
             saturation=float(sat) if use_sat else None,
             reference=ref or None,
         )
-        text = f"{model_name}: {out.hints_used} hint(s), {out.seconds:.2f} s"
-        return (out.gray_png, out.colour_png), f"{text}. {out.note}" if out.note else text
+        return (out.gray_png, out.colour_png), out.status()
 
     @handler
     def auto_colorize(value, model_name, *rest):
@@ -355,18 +358,20 @@ def guided_tab(catalog: ModelCatalog) -> None:
         (ui.clear.click, clear_all, [ui.image], state),
     ]
     names = ["load", "click", "use_suggestion", "recolour", "remove", "clear"]
+    # One run at a time, in order: an earlier run finishing late must not overwrite a later one.
+    in_order = {"concurrency_id": "guided-run", "concurrency_limit": 1}
     for (event, fn, inputs, outputs), name in zip(edits, names, strict=True):
         rerun = event(fn, inputs, outputs, preprocess=False, api_name=f"guided_{name}").success(
-            auto_colorize, run_inputs, run_outputs, preprocess=False, api_visibility="private"
+            auto_colorize,
+            run_inputs,
+            run_outputs,
+            preprocess=False,
+            api_visibility="private",
+            **in_order,
         )
         clear_on_failure(rerun, run_outputs)
-    ui.another.click(
-        lambda: gr.update(value=None, visible=True),
-        None,
-        ui.image,
-        queue=False,
-        api_visibility="private",
-    )
+    upload_again = gr.update(value=None, visible=True)
+    ui.another.click(lambda: upload_again, None, ui.image, queue=False, api_visibility="private")
     ui.selected.input(
         handler(lambda v, h, s: refreshed(v, h, s)[1] if v else None),
         [ui.image, ui.hints, ui.selected],
@@ -375,7 +380,9 @@ def guided_tab(catalog: ModelCatalog) -> None:
         api_visibility="private",
     )
     clear_on_failure(
-        ui.run.click(colorize, run_inputs, run_outputs, preprocess=False, api_name="guided"),
+        ui.run.click(
+            colorize, run_inputs, run_outputs, preprocess=False, api_name="guided", **in_order
+        ),
         run_outputs,
     )
 

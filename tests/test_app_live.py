@@ -1,7 +1,7 @@
 """The running app: its API through gradio_client, and its pages in Debian's Chromium.
 
-The real ``python app.py --port N`` is started once for the module. Each browser test saves a
-screenshot to docs/screenshots/app-*.png (look at them: they are the app as a visitor sees it).
+The real ``python app.py --port N`` is started once for the module. The tests write nothing into
+the repository; ``python bench/screenshots.py`` takes the pictures of the app on purpose.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from skimage.color import rgb2lab
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "docs" / "screenshots"
 PHOTO = ROOT / "deepcolor" / "examples" / "kodim23-parrots.jpg"
 START_TIMEOUT = 150  # seconds; a cold start is ~10 s on an idle machine, more on a busy one
 STEP_TIMEOUT = 60_000  # ms for one UI round trip
@@ -135,7 +134,6 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    SHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     yield context.new_page()
     context.close()
@@ -170,39 +168,80 @@ def _upload(page, component: str, path: Path) -> None:
                 raise
 
 
+def _run_compare(page, models: int) -> None:
+    page.click("#compare-run")
+    page.wait_for_selector(f"#compare-status >> text={models} result(s)", timeout=STEP_TIMEOUT)
+
+
 @pytest.mark.browser
-def test_browser_compare_two_models_shows_results_and_metrics(live_app, page):
+def test_browser_compare_explains_models_and_shows_results_and_metrics(live_app, page):
+    from deepcolor.ui import ModelCatalog
+
     _open(page, live_app)
     page.locator("#compare-input input[type=file]").set_input_files(str(PHOTO))
     page.wait_for_selector("#compare-info >> text=384x256", timeout=STEP_TIMEOUT)
     checked = page.locator("#compare-models label:has(input:checked)").all_inner_texts()
-    models = [name.strip() for name in checked]
-    assert len(models) == 2, f"two models are chosen by default, got {models}"
+    default = ModelCatalog().default_model()
+    assert [name.strip() for name in checked] == [default]  # the default model alone
+    about = page.locator("#compare-about").inner_text()
+    for name in page.locator("#compare-models label").all_inner_texts():
+        assert f"{name.strip()}:" in about  # one line per model says what it is
+    page.locator("#compare-models label", has_text=re.compile(r"^\s*tint\s*$")).click()
     assert "Colour strength" in page.locator("#compare-strength").inner_text()
-    page.click("#compare-run")
-    page.wait_for_selector("#compare-status >> text=2 result(s)", timeout=STEP_TIMEOUT)
+    _run_compare(page, 2)
     sliders = page.locator(".result-slider:visible")
     assert sliders.count() == 2
     labels = " ".join(sliders.all_inner_texts())
     table = page.locator("#compare-metrics").inner_text()
-    for name in models:
+    for name in (default, "tint"):
         assert f"{name} - " in labels  # each result is labelled with its model and time
         assert name in table
     assert "PSNR" in table and "CIEDE2000" in table and "original (ground truth)" in table
-    page.wait_for_timeout(500)  # let the images paint
-    page.screenshot(path=str(SHOTS / "app-compare.png"), full_page=True)
 
 
 @pytest.mark.browser
-def test_browser_corrupt_upload_shows_a_readable_error(live_app, page, tmp_path):
+def test_browser_an_error_says_it_once_and_clears_the_earlier_result(live_app, page, tmp_path):
     corrupt = tmp_path / "grandma.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 this JPEG was cut off")
     _open(page, live_app)
+    page.locator("#compare-input input[type=file]").set_input_files(str(PHOTO))
+    page.wait_for_selector("#compare-info >> text=384x256", timeout=STEP_TIMEOUT)
+    _run_compare(page, 1)
+    assert page.locator(".result-slider:visible").count() == 1
     page.locator("#compare-input input[type=file]").set_input_files(str(corrupt))
-    message = page.get_by_text(re.compile(r"grandma\.jpg: .*(damaged|not an image)"))
-    message.first.wait_for(timeout=STEP_TIMEOUT)
+    info = page.locator("#compare-info")
+    info.get_by_text(re.compile(r"grandma\.jpg: .*damaged")).wait_for(timeout=STEP_TIMEOUT)
+    assert page.locator(".toast-body").count() == 0  # said in place, not as a pop-up
+    page.click("#compare-run")
+    toast = page.locator(".toast-body")
+    toast.first.wait_for(timeout=STEP_TIMEOUT)
+    page.wait_for_function(
+        "() => !document.querySelector('#compare-status').innerText.includes('result(s)')",
+        timeout=STEP_TIMEOUT,
+    )
+    page.wait_for_timeout(1000)  # a second pop-up or a late result would show by now
+    assert toast.count() == 1 and "grandma.jpg" in toast.inner_text()
+    assert page.locator(".result-slider:visible").count() == 0  # the parrots' result is gone
+    badges = page.get_by_text("Error", exact=True).evaluate_all(
+        "els => els.filter(e => !e.closest('.toast-body')).map(e => e.outerHTML)"
+    )
+    assert badges == []  # no red "Error" badges on the outputs
     assert "Traceback" not in page.content()
-    page.screenshot(path=str(SHOTS / "app-error.png"), full_page=False)
+
+
+@pytest.mark.browser
+def test_browser_a_one_pixel_image_is_too_small(live_app, page, tmp_path):
+    tiny = tmp_path / "pixel.png"
+    Image.new("RGB", (1, 1), (120, 80, 40)).save(tiny)
+    _open(page, live_app)
+    page.locator("#compare-input input[type=file]").set_input_files(str(tiny))
+    page.locator("#compare-info").get_by_text("too small to colourise").wait_for(
+        timeout=STEP_TIMEOUT
+    )
+    page.click("#compare-run")
+    page.locator(".toast-body", has_text="too small").wait_for(timeout=STEP_TIMEOUT)
+    page.wait_for_timeout(1000)
+    assert "result(s)" not in page.locator("#compare-status").inner_text()
 
 
 class _HintMean:
@@ -236,17 +275,24 @@ class _HintMean:
 def guided_app(live_app):
     """The running app when a hint-taking model has weights here (siggraph17), else the same
     UI (app.build_app) served in-process with a tiny hint-taking model."""
-    from deepcolor.ui import ModelHub
+    from deepcolor.ui import ModelCatalog
 
-    if ModelHub().available("hints"):
+    if ModelCatalog().available("hints"):
         yield live_app
         return
     import app
 
-    hub = ModelHub(models={"hintmean": _HintMean.build()})
-    demo = app.build_app(hub)
+    catalog = ModelCatalog(models={"hintmean": _HintMean.build()})
+    demo = app.build_app(catalog)
     port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        css=app.CSS,
+        head=app.guided_ui.SUGGESTION_SCRIPT,
+    )
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
@@ -273,51 +319,143 @@ def _set_colour(page, hex_colour: str) -> None:
     )
 
 
-@pytest.mark.browser
-def test_browser_guided_hints_by_clicking_change_the_result(guided_app, page):
-    _open(page, guided_app, tab="Guided")
+def _open_guided(page, url: str):
+    _open(page, url, tab="Guided")
+    assert page.locator("#guided-help").inner_text().startswith("1.")  # instructions
+    assert not page.locator("#guided-canvas").is_visible()  # the photo is shown once
     page.locator("#guided-input input[type=file]").set_input_files(str(PHOTO))
     board = page.locator("#guided-canvas img")
     board.wait_for(timeout=STEP_TIMEOUT)
     page.wait_for_selector("#guided-status >> text=0 hint(s)", timeout=STEP_TIMEOUT)
-    before = _result_image(page)
+    assert not page.locator("#guided-input").is_visible()  # the canvas replaces the upload
+    return board, board.bounding_box()
 
-    box = board.bounding_box()
+
+def _hint_table(page) -> str:
+    return page.locator("#guided-hints").inner_text()
+
+
+@pytest.mark.browser
+def test_browser_guided_hints_by_clicking_change_the_result(guided_app, page):
+    board, box = _open_guided(page, guided_app)
+    before = _result_image(page)
+    assert "Small dot" in page.locator("#guided-size").inner_text()  # sizes in words
+
     board.click(position={"x": box["width"] * 0.75, "y": box["height"] * 0.35})  # red parrot
     page.wait_for_selector("#guided-status >> text=1 hint(s)", timeout=STEP_TIMEOUT)
     first = _result_image(page)
     assert first != before
 
     _set_colour(page, "#2e9e3a")
+    picker = page.locator("#guided-colour")
+    picker.locator("button.dialog-button").click()
+    popup = picker.locator("input[type=text]")
+    popup.wait_for(timeout=STEP_TIMEOUT)
+    assert popup.is_visible()
+    hsl = picker.get_by_text("HSL", exact=True)  # the picker's last mode, at its right edge
+    hsl_box, block = hsl.bounding_box(), picker.bounding_box()
+    assert hsl_box["x"] + hsl_box["width"] <= block["x"] + block["width"]  # not cut off
+    page.locator("#guided-status").click()  # closes the picker
+
     board.click(position={"x": box["width"] * 0.1, "y": box["height"] * 0.2})  # the leaves
     page.wait_for_selector("#guided-status >> text=2 hint(s)", timeout=STEP_TIMEOUT)
     second = _result_image(page)
     assert second != first
-    table = page.locator("#guided-hints").inner_text()
+    table = _hint_table(page)
     assert "#2e9e3a" in table and "\n2\n" in f"\n{table}\n".replace("\t", "\n")
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(SHOTS / "app-guided.png"), full_page=True)
+
+    # a click on hint 1's dot selects it (nothing is added); "Remove it" then removes hint 1
+    board.click(position={"x": box["width"] * 0.75, "y": box["height"] * 0.35})
+    page.wait_for_function(
+        "() => document.querySelector('#guided-selected input').value === '1'",
+        timeout=STEP_TIMEOUT,
+    )
+    hints = page.locator("#guided-hints")
+    assert hints.get_by_test_id("cell-1-0").count() == 1
+    assert hints.get_by_test_id("cell-2-0").count() == 0  # nothing added
+    page.get_by_role("button", name="Remove it").click()
+    page.wait_for_selector("#guided-status >> text=1 hint(s)", timeout=STEP_TIMEOUT)
+    assert "#2e9e3a" in _hint_table(page)  # hint 2 (the leaves) is the one left
 
 
 @pytest.mark.browser
-def test_browser_batch_zip_gives_a_zip_and_lists_failures(live_app, page, tmp_path):
+def test_browser_guided_suggests_colours_to_click(live_app, page):
+    from deepcolor.ui import ModelCatalog
+
+    catalog = ModelCatalog()
+    if "siggraph17" not in catalog.available("hints") or "unet_bins" not in catalog.available():
+        pytest.skip("siggraph17's or unet_bins' weights are not installed")
+    board, box = _open_guided(page, live_app)
+    assert page.locator("#guided-model input").input_value() == "siggraph17"
+    board.click(position={"x": box["width"] * 0.75, "y": box["height"] * 0.35})
+    page.wait_for_selector("#guided-status >> text=1 hint(s)", timeout=STEP_TIMEOUT)
+    options = page.locator("#guided-suggestions label")
+    options.first.wait_for(timeout=STEP_TIMEOUT)
+    assert 5 <= options.count() <= 8
+    texts = options.all_inner_texts()
+    colours = [re.search(r"#[0-9a-f]{6}", t).group(0) for t in texts]
+    assert len(set(colours)) == len(colours)
+    swatch = options.nth(2).evaluate("el => getComputedStyle(el, '::before').backgroundColor")
+    r, g, b = (int(colours[2][i : i + 2], 16) for i in (1, 3, 5))
+    assert swatch == f"rgb({r}, {g}, {b})"  # each option is painted in its colour
+    options.nth(2).click()
+    page.wait_for_function(
+        "c => document.querySelector('#guided-hints').innerText.includes(c)",
+        arg=colours[2],
+        timeout=STEP_TIMEOUT,
+    )
+    page.wait_for_selector("#guided-status >> text=1 hint(s)", timeout=STEP_TIMEOUT)
+
+
+@pytest.mark.browser
+def test_browser_reference_and_prompt_tabs_say_what_to_do(live_app, page, tmp_path):
+    gray = tmp_path / "old-street.png"
+    Image.open(PHOTO).convert("L").save(gray)
+    _open(page, live_app, tab="Reference")
+    _upload(page, "#reference-photo", gray)
+    warning = page.locator("#reference-warning")
+    warning.get_by_text("black-and-white").wait_for(timeout=STEP_TIMEOUT)
+    assert "colour photo" in warning.inner_text()
+    page.get_by_role("tab", name="Prompt").click()
+    notice = page.locator("#prompt-notice").inner_text()
+    assert "DEEPCOLOR_" not in notice and "environment" not in notice
+    if "not available" in notice:
+        assert "Compare" in notice and "Guided" in notice
+
+
+@pytest.mark.browser
+def test_browser_batch_keeps_folders_previews_and_lists_failures(live_app, page, tmp_path):
     import zipfile
 
     archive = tmp_path / "family-album.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.write(PHOTO, "1950s/parrots.jpg")
-        zf.write(ROOT / "deepcolor" / "examples" / "kodim22-barn.jpg", "1950s/barn.jpg")
+        zf.write(ROOT / "deepcolor" / "examples" / "kodim22-barn.jpg", "1950s/farm/barn.jpg")
         zf.writestr("1950s/torn.jpg", b"\xff\xd8\xff\xe0 torn")
     _open(page, live_app, tab="Batch")
+    assert not page.locator("#batch-failures").is_visible()
     _upload(page, "#batch-files", archive)
     page.click("#batch-run")
     status = page.locator("#batch-status")
     status.get_by_text("2 photo(s) colourised, 1 failed").wait_for(timeout=STEP_TIMEOUT)
-    failures = page.locator("#batch-failures").inner_text()
-    assert "family-album.zip/1950s/torn.jpg" in failures and "damaged" in failures
+    failures = page.locator("#batch-failures")
+    cell = failures.get_by_test_id("cell-0-1").get_by_text("damaged")
+    assert "family-album.zip/1950s/torn.jpg" in failures.inner_text()
+    assert cell.evaluate("el => el.scrollWidth <= el.clientWidth + 1")  # the reason is not cut
+    preview = page.locator("#batch-preview img")
+    preview.first.wait_for(timeout=STEP_TIMEOUT)
+    assert preview.count() == 2
     link = page.locator("#batch-zip a").first
     link.wait_for(timeout=STEP_TIMEOUT)
     body = page.request.get(link.get_attribute("href")).body()
     with zipfile.ZipFile(io.BytesIO(body)) as zf:
-        assert sorted(zf.namelist()) == ["barn.png", "parrots.png"]
-    page.screenshot(path=str(SHOTS / "app-batch.png"), full_page=True)
+        assert sorted(zf.namelist()) == ["1950s/farm/barn.png", "1950s/parrots.png"]
+
+    good = tmp_path / "holiday.zip"
+    with zipfile.ZipFile(good, "w") as zf:
+        zf.write(PHOTO, "parrots.jpg")
+    page.locator("#batch-files button[aria-label='Clear']").first.click()
+    _upload(page, "#batch-files", good)
+    page.click("#batch-run")
+    status.get_by_text("1 photo(s) colourised.").wait_for(timeout=STEP_TIMEOUT)
+    failures.wait_for(state="hidden", timeout=STEP_TIMEOUT)  # nothing failed: no table

@@ -241,6 +241,11 @@ class GuidedResult:
     seconds: float
     hints_used: int
     note: str = ""  # said to the visitor, e.g. that the photo was downscaled
+    model: str = ""
+
+    def status(self) -> str:
+        text = f"{self.model}: {self.hints_used} hint(s), {self.seconds:.2f} s"
+        return f"{text}. {self.note}" if self.note else text
 
 
 def run_guided(
@@ -279,6 +284,7 @@ def run_guided(
         seconds=out.seconds,
         hints_used=len(points),
         note=image.size_note(),
+        model=model_name,
     )
 
 
