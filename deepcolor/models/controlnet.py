@@ -37,6 +37,7 @@ from ..color import gray_rgb_from_l, join_lab, lab_to_rgb, rgb_to_lab
 from ..errors import DeepColorError, InvalidCondition, ModelUnavailable
 from ..registry import register_colorizer
 from ..weights import hub_offline, offline_advice
+from ._layers import default_weights_for
 from .base import Colorizer
 
 DEFAULT_SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -102,7 +103,7 @@ def _unavailable(what: str, spec: str, env: str, exc: Exception) -> ModelUnavail
         f"(or local folders via {SD_MODEL_ENV} / {CONTROLNET_MODEL_ENV}); "
         "fine-tune with `accelerate launch -m train.controlnet`"
     ),
-    default_weights="shipped:controlnet",
+    default_weights=default_weights_for("controlnet"),
     trainable=True,
 )
 class ControlNetColorizer(Colorizer):
