@@ -47,12 +47,12 @@ def read_torch_checkpoint(
     """The state dict in a ``.pth`` file (tensors only, loaded on the CPU, nothing executed).
 
     A missing or unreadable file raises :class:`ModelUnavailable` naming the official file and
-    where to get it: nothing is downloaded here.
+    where to get it: nothing is downloaded here (``--weights official`` does that).
     """
     path = Path(path).expanduser()
     how = (
-        f"download {file_name} from {url} on a machine with internet access and pass its path "
-        "(DeepColor never downloads it itself)"
+        f"download {file_name} from {url} and pass its path, or let DeepColor fetch and convert "
+        "it (`--weights official`)"
     )
     if not path.is_file():
         raise ModelUnavailable(f"the {what} checkpoint {path} does not exist: {how}")

@@ -8,7 +8,9 @@ The released PyTorch weights are the conversion of the Caffe model
   ("9b330a0b" is the start of the file's SHA-256), from ``richzhang/colorization``
   (BSD-2-Clause), where ``colorizers/eccv16.py`` loads it with ``strict=True``.
 
-Nothing is downloaded here: fetch the file yourself, then either::
+The simplest way: ``--model eccv16 --weights official`` (or ``deepcolor download
+eccv16-official`` beforehand) downloads it, checks it, converts it once and caches the result
+(:mod:`deepcolor.convert.official`). With a file fetched yourself, either::
 
     from deepcolor.convert.eccv16 import load_eccv16_checkpoint
     model = load_eccv16_checkpoint("colorization_release_v2-9b330a0b.pth")

@@ -13,7 +13,9 @@ global-hints network was not released):
   ``mask_cent = 0``) and ``.../pytorch.pth`` (retrained there, ``mask_cent = 0.5``: load it with
   ``load_siggraph17_checkpoint(path, mask_center=0.5)``).
 
-Nothing is downloaded here: fetch the file yourself, then either::
+The simplest way: ``--model siggraph17 --weights official`` (or ``deepcolor download
+siggraph17-official`` beforehand) downloads it, checks it, converts it once and caches the result
+(:mod:`deepcolor.convert.official`). With a file fetched yourself, either::
 
     from deepcolor.convert.siggraph17 import load_siggraph17_checkpoint
     model = load_siggraph17_checkpoint("siggraph17-df00044c.pth")
