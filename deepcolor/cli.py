@@ -17,7 +17,7 @@ EPILOG = """examples:
   deepcolor download ddcolor ddcolor-tiny      # published weights, for later offline use
   deepcolor colorize old-photo.jpg -o out/ --model unet
   deepcolor colorize 'scans/**/*.tif' -o out/ --model siggraph17
-  deepcolor evaluate ../shared/data/eval/kodak24 --model gray --model tint --csv kodak.csv
+  deepcolor evaluate $DEEPCOLOR_EVAL_DATA/eval/kodak24 --model gray --model tint --csv kodak.csv
 """
 
 

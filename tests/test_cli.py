@@ -225,7 +225,7 @@ def test_evaluate_refuses_a_grayscale_original(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_evaluate_reproduces_kodak_baselines(shared_data, tmp_path, capsys):
-    """The issue's acceptance figure: gray / tint on Kodak24 (PSNR 22.46 / 23.61, ΔE 11.70 / 11.13)."""
+    """The data README's baselines: gray / tint on Kodak24 (PSNR 22.46 / 23.61, ΔE 11.70 / 11.13)."""
     import pandas as pd
 
     csv = tmp_path / "k.csv"
