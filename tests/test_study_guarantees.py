@@ -9,6 +9,7 @@ the database the report reads.
 
 import io
 import json
+import os
 import re
 import shutil
 import uuid
@@ -502,3 +503,43 @@ def test_each_participant_sees_each_photo_once_on_the_server(make_client, backen
     for person in people:
         photos = [p for pid, p in rows if pid == person]
         assert len(photos) == len(set(photos)) == PHOTOS
+
+
+@pytest.mark.postgres
+def test_report_after_a_postgres_run_follows_the_folder_and_matches_sqlite(
+    template, tmp_path, capsys, monkeypatch
+):
+    """The same participants giving the same answers on SQLite and on PostgreSQL (a seeded
+    allocation); then `report` without DATABASE_URL: each folder's own database, same rates."""
+    pg = os.environ.get("DATABASE_URL_TEST")
+    if not pg:
+        pytest.skip("DATABASE_URL_TEST is not set (CI sets it to its PostgreSQL server)")
+    from study.loadtest import postgres_schema
+
+    def run(folder, url):
+        app = create_app(folder, organiser_token=TOKEN, database_url=url, seed=11)
+        try:
+            with TestClient(app) as client:
+                for person in range(6):
+                    state = join(client)
+                    while not state["done"]:
+                        choice = "left" if (person + state["answered"]) % 3 else "right"
+                        state = answer(client, state, choice)
+        finally:
+            app.app.state.service.db.dispose()
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    tables = {}
+    with postgres_schema(pg) as scoped:
+        for name, url in (("sqlite", None), ("postgres", scoped)):
+            folder = tmp_path / name
+            shutil.copytree(template, folder)
+            run(folder, url or f"sqlite:///{folder}/study.sqlite")
+            assert main(["report", str(folder), "--reps", "200"]) == 0
+            tables[name] = pd.read_csv(folder / "report" / "acceptance.csv")
+            assert "attention check" in capsys.readouterr().out
+    assert json.loads((tmp_path / "postgres" / "database.json").read_text())["url"].startswith(
+        "postgresql+psycopg://"
+    )
+    assert tables["postgres"]["n"].sum() > 0
+    pd.testing.assert_frame_equal(tables["sqlite"], tables["postgres"])

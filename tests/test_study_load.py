@@ -1,21 +1,32 @@
-"""Load and fault tests against a real `python -m study serve` process on 127.0.0.1.
+"""Load and fault tests against real `python -m study serve` processes on 127.0.0.1.
 
 50 simulated participants x 40 trials (2 practice + 38 test) over HTTP, concurrently: every
 answer stored exactly once, none lost, no error response. Then the same run with the server
 SIGKILLed in the middle and restarted: every acknowledged answer is in the database and every
 participant resumes where the server says they are. SQLite (WAL) always; PostgreSQL when
-DATABASE_URL_TEST is set.
+DATABASE_URL_TEST is set, including the load split across two server processes. Also: the image
+leak audit (the cheats score at chance), and a join flood beside the participants. Speed figures
+are printed, not asserted (python -m study.loadtest reports them at full size).
 """
 
+import math
+import os
+import shutil
 import time
 
-import numpy as np
 import pytest
-from PIL import Image
 from sqlalchemy import func, select
 
+from study.audit import (
+    audit_images,
+    cell_balance,
+    make_photos,
+    score_rules,
+    stored_once,
+    truth_from_db,
+)
 from study.db import Database, Participant, Response, Trial
-from study.loadtest import ServerProcess, simulate
+from study.loadtest import ServerProcess, flood_joins, postgres_schema, simulate
 from study.prepare import prepare_study
 
 TOKEN = "organiser-secret-token"
@@ -25,17 +36,9 @@ PARTICIPANTS, TRIALS = 50, 40
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     root = tmp_path_factory.mktemp("load")
-    photos = root / "photos"
-    photos.mkdir()
-    y, x = np.mgrid[0:24, 0:32]
-    for i in range(8):
-        rgb = np.stack(
-            [(x * 8 + 30 * i) % 256, (y * 9 + 50 * i) % 256, ((x + y) * 4 + 90 * i) % 256], -1
-        )
-        Image.fromarray(rgb.astype(np.uint8)).save(photos / f"p{i}.png")
     out = root / "S"
     prepare_study(
-        photos,
+        make_photos(root / "photos", TRIALS),  # each participant sees every photo once
         ["gray", "tint"],
         out,
         test_trials=TRIALS - 2,
@@ -130,3 +133,86 @@ def test_sigkill_mid_run_loses_no_acknowledged_answer_and_participants_resume(ba
         f"participants resumed, {recovered} answers committed before the crash but acknowledged "
         f"after it; {result.acknowledged} stored exactly once in {result.seconds:.1f} s"
     )
+
+
+def test_image_leak_audit_cheats_score_at_chance(template, tmp_path):
+    folder = tmp_path / "S"
+    shutil.copytree(template, folder)
+    url = f"sqlite:///{folder}/study.sqlite"
+    with ServerProcess(folder, TOKEN, database_url=url) as server:
+        pairs = audit_images(server.url, 8)
+    assert len(pairs) == 8 * TRIALS >= 300
+    # Nothing to compare: same size, same headers, same PNG chunks; no photo twice; answered
+    # trials' images no longer served.
+    assert all(p.sizes[0] == p.sizes[1] for p in pairs)
+    assert all(p.headers_equal and p.layout_equal for p in pairs)
+    assert not any(p.answered_reachable for p in pairs)
+    for person in range(8):
+        shown = [d for p in pairs if p.participant == person for d in p.digests]
+        assert len(shown) == len(set(shown))
+    scores = score_rules(pairs, truth_from_db(url))
+    for rule in ("smaller", "seen_before"):
+        correct, decided, trials = scores[rule]
+        assert decided == 0 and 0.45 <= correct / trials <= 0.55, (rule, scores[rule])
+    # Response time: within noise of chance (3.5 standard errors: a false alarm 1 in 2,000 runs).
+    correct, _, trials = scores["slower"]
+    assert abs(correct / trials - 0.5) <= 3.5 * math.sqrt(0.25 / trials), scores["slower"]
+    print(f"\nleak audit: {trials} trials, rules {scores}")
+
+
+def test_join_flood_is_refused_with_retry_after_and_loses_nothing(template, tmp_path):
+    folder = tmp_path / "S"
+    shutil.copytree(template, folder)
+    url = f"sqlite:///{folder}/study.sqlite"
+    floods = []
+    with ServerProcess(folder, TOKEN, database_url=url) as server:
+        result = simulate(
+            server.url,
+            12,
+            timeout=180,
+            during=lambda run: floods.append(flood_joins(server.url, 2, 150)),
+        )
+    checked = stored_once(result, url)
+    assert result.errors == [] and all(p.finished for p in result.participants)
+    assert checked == {
+        "acknowledged": 12 * TRIALS,
+        "stored": 12 * TRIALS,
+        "lost": 0,
+        "duplicated": 0,
+    }
+    flood = floods[0]
+    assert flood.statuses[201] + flood.statuses[429] == 300
+    # 20 at once per client, then 20 a minute: the rest is refused, with a wait in whole seconds.
+    assert 40 <= flood.statuses[201] <= 40 + math.ceil(flood.seconds / 3) * 2
+    assert flood.retry_after and all(int(v) >= 1 for v in flood.retry_after)
+    p50, p99 = result.latency_ms(50, 99)
+    print(f"\nflood: {dict(flood.statuses)}; answer latency p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+
+
+@pytest.mark.postgres
+def test_load_across_two_server_processes_on_postgres(template, tmp_path):
+    url = os.environ.get("DATABASE_URL_TEST")
+    if not url:
+        pytest.skip("DATABASE_URL_TEST is not set (CI sets it to its PostgreSQL server)")
+    folder = tmp_path / "S"
+    shutil.copytree(template, folder)
+    people = 20
+    with postgres_schema(url) as scoped:
+        first = ServerProcess(folder, TOKEN, database_url=scoped).start()
+        try:
+            with ServerProcess(folder, TOKEN, database_url=scoped) as second:
+                result = simulate([first.url, second.url], people, timeout=180)
+        finally:
+            first.stop()
+        checked = stored_once(result, scoped)
+        balance = cell_balance(scoped)
+    assert result.errors == []
+    assert checked == {
+        "acknowledged": people * TRIALS,
+        "stored": people * TRIALS,
+        "lost": 0,
+        "duplicated": 0,
+    }
+    low, high = balance["models"]
+    assert high - low <= 1, balance  # as in one process: the study row's lock, not a thread's
+    print(f"\ntwo processes: {checked}, cells {balance}")
