@@ -37,9 +37,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .color import join_lab, lab_to_rgb, rgb_to_luminance
+from .color import rgb_to_luminance
 from .errors import DeepColorError, InvalidVideo
 from .images import IMAGE_SUFFIXES, load_image, to_uint8
+from .pipeline import recombine, reference_tensor
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
 #: ``mp4``: H.264 (CRF 18) in MP4; ``lossless``: FFV1 RGB in Matroska; ``png``: a folder of frames
@@ -165,8 +166,7 @@ def _recombine(L_full: torch.Tensor, ab_small: np.ndarray, rotation_steps: int) 
     if rotation_steps:
         ab = torch.rot90(ab, -rotation_steps, dims=(-2, -1))
     ab = F.interpolate(ab, size=L_full.shape[-2:], mode="bilinear", align_corners=False)
-    rgb = lab_to_rgb(join_lab(L_full, ab))[0].permute(1, 2, 0).numpy()
-    return to_uint8(rgb)
+    return recombine(L_full, ab)
 
 
 def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
@@ -182,16 +182,12 @@ def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarra
 
 
 def video_conditions(pipe, conditions: dict[str, Any] | None) -> dict[str, Any]:
-    """The model's conditions for every frame: checked once, a reference as a batch of one."""
+    """The model's conditions for every frame: checked once, a reference decoded once."""
     conditions = {k: v for k, v in (conditions or {}).items() if v is not None}
     pipe.model.check_conditions(conditions)
-    reference = conditions.get("reference")
-    if reference is not None and not isinstance(reference, torch.Tensor):
-        image = load_image(reference, max_pixels=pipe.max_pixels, keep_alpha=False)
-        reference = torch.from_numpy(image.rgb).permute(2, 0, 1)
-    if reference is not None:
-        reference = reference if reference.dim() == 4 else reference.unsqueeze(0)
-        conditions["reference"] = reference.to(pipe.device, torch.float32)
+    if conditions.get("reference") is not None:
+        reference = reference_tensor(conditions["reference"], pipe.max_pixels)
+        conditions["reference"] = reference.to(pipe.device)
     return conditions
 
 
@@ -306,16 +302,26 @@ def probe_clip(path: str | os.PathLike, frames_fps: float | None = None) -> Clip
                 f"{path.name}: no video stream (the file holds {' and '.join(kinds)} only)"
             )
         stream = container.streams.video[0]
-        stamps = []
+        stamps, data_end = [], 0.0
         try:
-            for packet in container.demux(stream):
-                if packet.size:
+            for packet in container.demux(stream, *container.streams.audio):
+                if packet.size and packet.pts is not None and packet.time_base:
+                    end = (packet.pts + (packet.duration or 0)) * float(packet.time_base)
+                    data_end = max(data_end, end)
+                if packet.size and packet.stream.type == "video":
                     stamps.append(packet.pts)
         except av.FFmpegError as exc:
             raise InvalidVideo(f"{path.name}: damaged ({_reason(exc)})") from None
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        start = float(container.start_time or 0) / 1e6
+        declared = float(container.duration or 0) / 1e6  # microseconds; 0 when not stored
+        if declared and data_end - start < declared - max(2 / float(rate), 0.02 * declared):
+            raise InvalidVideo(
+                f"{path.name}: the file is truncated: its data stops at "
+                f"{max(data_end - start, 0):.2f} s of the {declared:.2f} s its header declares"
+            )
         if not stamps or stream.width <= 0 or stream.height <= 0:
             raise InvalidVideo(f"{path.name}: the video stream holds no frames")
-        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         variable, low, high = _rate_spread(stamps, stream.time_base)
         return ClipInfo(
             source=path,
@@ -613,6 +619,7 @@ def colorize_video(
             f"variable frame rate ({low:.3g} to {high:.3g} frames per second): every frame keeps "
             "its own timestamp"
         )
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.stem}{INCOMPLETE}{uuid.uuid4().hex[:8]}{target.suffix}")
     shots = 0
     with ClipReader(info) as reader:
