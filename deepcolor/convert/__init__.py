@@ -6,19 +6,48 @@ explicit key map with shape assertions (every converter states each foreign key 
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ..errors import ModelUnavailable
+from ..errors import DeepColorError, ModelUnavailable
 
 #: BatchNorm's step counter: torch >= 0.4.1 writes it, older checkpoints lack it
 NUM_BATCHES_TRACKED = "num_batches_tracked"
 #: rows of (foreign module, our module, kind, shape): see :func:`expand_layer_table`
 LayerTable = tuple[tuple[str, str, str, tuple[int, ...]], ...]
+
+
+def converter_parser(
+    module: str, what: str, file_name: str, url: str, model: str
+) -> argparse.ArgumentParser:
+    """The command line of ``python -m deepcolor.convert.<module> CHECKPOINT.pth OUT_DIR``."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m deepcolor.convert.{module}",
+        description=f"Convert the official {what} checkpoint ({file_name}, from {url}) into a "
+        f"DeepColor weights folder for `--model {model} --weights OUT_DIR`.",
+    )
+    parser.add_argument("checkpoint", help=f"the downloaded {file_name}")
+    parser.add_argument("out_dir", help="folder to write (save_pretrained layout)")
+    return parser
+
+
+def write_weights_folder(build: Callable[[], Any], out_dir: str) -> int:
+    """Save the model ``build()`` returns as a weights folder: exit status 0, or 1 with the
+    error on stderr."""
+    try:
+        build().save_pretrained(out_dir)
+    except DeepColorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out_dir}")
+    return 0
 
 
 def zhang_encoder_layers(in_channels: int) -> LayerTable:

@@ -28,18 +28,18 @@ Caffe model's 1/0.38 logit scale was folded into the released weights is not doc
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import torch
 
-from ..errors import DeepColorError
 from . import (
     LayerTable,
+    converter_parser,
     expand_layer_table,
     read_torch_checkpoint,
     remap_state_dict,
+    write_weights_folder,
     zhang_encoder_layers,
 )
 
@@ -87,21 +87,9 @@ def load_eccv16_checkpoint(path: str | os.PathLike):  # -> ECCV16Colorizer
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m deepcolor.convert.eccv16 CHECKPOINT.pth OUT_DIR``: a weights folder."""
-    parser = argparse.ArgumentParser(
-        prog="python -m deepcolor.convert.eccv16",
-        description=f"Convert the official ECCV16 checkpoint ({OFFICIAL_FILE}, from "
-        f"{OFFICIAL_URL}) into a DeepColor weights folder for `--model eccv16 --weights OUT_DIR`.",
-    )
-    parser.add_argument("checkpoint", help=f"the downloaded {OFFICIAL_FILE}")
-    parser.add_argument("out_dir", help="folder to write (save_pretrained layout)")
+    parser = converter_parser("eccv16", "ECCV16", OFFICIAL_FILE, OFFICIAL_URL, model="eccv16")
     args = parser.parse_args(argv)
-    try:
-        load_eccv16_checkpoint(args.checkpoint).save_pretrained(args.out_dir)
-    except DeepColorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out_dir}")
-    return 0
+    return write_weights_folder(lambda: load_eccv16_checkpoint(args.checkpoint), args.out_dir)
 
 
 if __name__ == "__main__":

@@ -28,18 +28,18 @@ or write a DeepColor weights folder once::
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import torch
 
-from ..errors import DeepColorError
 from . import (
     LayerTable,
+    converter_parser,
     expand_layer_table,
     read_torch_checkpoint,
     remap_state_dict,
+    write_weights_folder,
     zhang_encoder_layers,
 )
 
@@ -99,14 +99,9 @@ def load_siggraph17_checkpoint(path: str | os.PathLike, mask_center: float = 0.0
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m deepcolor.convert.siggraph17 CHECKPOINT.pth OUT_DIR``: a weights folder."""
-    parser = argparse.ArgumentParser(
-        prog="python -m deepcolor.convert.siggraph17",
-        description=f"Convert the official SIGGRAPH17 checkpoint ({OFFICIAL_FILE}, from "
-        f"{OFFICIAL_URL}) into a DeepColor weights folder for "
-        "`--model siggraph17 --weights OUT_DIR`.",
+    parser = converter_parser(
+        "siggraph17", "SIGGRAPH17", OFFICIAL_FILE, OFFICIAL_URL, model="siggraph17"
     )
-    parser.add_argument("checkpoint", help=f"the downloaded {OFFICIAL_FILE}")
-    parser.add_argument("out_dir", help="folder to write (save_pretrained layout)")
     parser.add_argument(
         "--mask-center",
         type=float,
@@ -114,14 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         help="0 for the official file (default); 0.5 for colorization-pytorch's pytorch.pth",
     )
     args = parser.parse_args(argv)
-    try:
-        model = load_siggraph17_checkpoint(args.checkpoint, mask_center=args.mask_center)
-        model.save_pretrained(args.out_dir)
-    except DeepColorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out_dir}")
-    return 0
+    return write_weights_folder(
+        lambda: load_siggraph17_checkpoint(args.checkpoint, mask_center=args.mask_center),
+        args.out_dir,
+    )
 
 
 if __name__ == "__main__":
