@@ -6,8 +6,16 @@ from skimage.color import rgb2lab
 
 from deepcolor import ColorizationPipeline, create_colorizer
 from deepcolor.errors import DeviceUnavailable, InvalidCondition
+from deepcolor.images import load_image
 from deepcolor.models.base import Colorizer
-from deepcolor.pipeline import iter_image_files, resolve_device, resolve_dtype
+from deepcolor.pipeline import (
+    iter_image_files,
+    lightness,
+    recombine,
+    reference_tensor,
+    resolve_device,
+    resolve_dtype,
+)
 
 
 class _SpyModel(Colorizer):
@@ -58,6 +66,19 @@ def test_batching_groups_images_by_batch_size():
     results = pipe([_photo(20, 30, s) for s in range(5)])
     assert len(results) == 5
     assert [s[0][0] for s in spy.seen] == [2, 2, 1]
+
+
+def test_l_in_memory_takes_the_same_path_as_a_photo():
+    photo = _photo(40, 56)
+    pipe = ColorizationPipeline(_SpyModel(working_size=16))
+    result = pipe(photo, strength=0.5)
+    L = lightness(load_image(photo))
+    ab = pipe.predict_ab(L, strength=0.5)
+    np.testing.assert_array_equal(ab[0].permute(1, 2, 0).numpy(), result.ab)
+    np.testing.assert_array_equal(recombine(L, ab), result.rgb)
+    reference = reference_tensor(photo)
+    assert reference.shape == (1, 3, 40, 56) and reference.dtype == torch.float32
+    assert torch.equal(reference_tensor(reference[0]), reference)
 
 
 @pytest.mark.parametrize("count", [1, 3])
