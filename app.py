@@ -20,6 +20,7 @@ from deepcolor.ui import batch as batch_ui  # noqa: E402
 from deepcolor.ui import compare as compare_ui  # noqa: E402
 from deepcolor.ui import conditioned as conditioned_ui  # noqa: E402
 from deepcolor.ui import guided as guided_ui  # noqa: E402
+from deepcolor.ui import video as video_ui  # noqa: E402
 from deepcolor.ui.common import load_input, user_errors  # noqa: E402
 from deepcolor.ui.examples import EXAMPLES_DIR, example_photos  # noqa: E402
 from deepcolor.ui.models import device_label, model_lines, models_markdown  # noqa: E402
@@ -94,8 +95,6 @@ def compare_tab(catalog: ModelCatalog) -> None:
                 elem_id="compare-models",
                 info="Colour photos are turned to grayscale; the original becomes the ground truth.",
             )
-            with gr.Accordion("What each model is", open=True):
-                gr.Markdown(model_lines(catalog, automatic), elem_id="compare-about")
             missing = [s.name for s in catalog.statuses() if s.automatic and not s.available]
             if missing:
                 gr.Markdown(
@@ -112,6 +111,8 @@ def compare_tab(catalog: ModelCatalog) -> None:
                 elem_id="compare-strength",
             )
             run = gr.Button("Colourise", variant="primary", elem_id="compare-run")
+            with gr.Accordion("What each model is", open=True):
+                gr.Markdown(model_lines(catalog, automatic), elem_id="compare-about")
             if examples:
                 gr.Examples(examples, inputs=image, label="Examples (Kodak, free for any use)")
         with gr.Column(scale=2):
@@ -562,6 +563,8 @@ def build_app(catalog: ModelCatalog | None = None) -> gr.Blocks:
                 prompt_tab(catalog)
             with gr.Tab("Batch", id="batch"):
                 batch_tab(catalog)
+            with gr.Tab("Video", id="video"):
+                video_ui.video_tab(catalog, handler)
             with gr.Tab("Models", id="models"):
                 gr.Markdown(models_markdown(catalog), elem_id="models-table")
     demo.queue(

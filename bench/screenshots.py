@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import socket
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the tests' Chromium settings)
+from browser import CHROMIUM, CHROMIUM_ARGS, open_app  # noqa: E402  (the tests' settings)
 
 EXAMPLES = ROOT / "deepcolor" / "examples"
 PHOTO = EXAMPLES / "kodim23-parrots.jpg"
@@ -45,7 +46,7 @@ def start_app(log: Path) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
-        env={**__import__("os").environ, **env},
+        env={**os.environ, **env},
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
@@ -91,11 +92,7 @@ def make_inputs(folder: Path) -> dict[str, Path]:
 
 
 def _open(page, url: str, tab: str | None = None) -> None:
-    page.goto(url, timeout=STEP)
-    page.wait_for_selector("#compare-input", timeout=STEP)
-    if tab:
-        page.get_by_role("tab", name=tab).click()
-        page.get_by_role("tab", name=tab, selected=True).wait_for(timeout=STEP)
+    open_app(page, url, tab, timeout=STEP)
 
 
 def _upload(page, component: str, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Debian's Chromium driven by Playwright (never a downloaded browser), shared by browser tests."""
+"""Debian's Chromium driven by Playwright (never a downloaded browser), shared by the browser
+tests and bench/screenshots.py."""
 
 from __future__ import annotations
 
@@ -35,3 +36,12 @@ def chromium() -> Iterator:
             yield browser
         finally:
             browser.close()
+
+
+def open_app(page, url: str, tab: str | None = None, timeout: float = 60_000) -> None:
+    """Loads the DeepColor app in ``page`` and, when ``tab`` is given, shows that tab."""
+    page.goto(url, timeout=timeout)
+    page.wait_for_selector("#compare-input", timeout=timeout)
+    if tab:
+        page.get_by_role("tab", name=tab).click()
+        page.get_by_role("tab", name=tab, selected=True).wait_for(timeout=timeout)

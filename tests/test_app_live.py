@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from browser import chromium
+from browser import chromium, open_app
 from PIL import Image
 from skimage.color import rgb2lab
 
@@ -140,11 +140,7 @@ def page(browser):
 
 
 def _open(page, url: str, tab: str | None = None) -> None:
-    page.goto(url, timeout=STEP_TIMEOUT)
-    page.wait_for_selector("#compare-input", timeout=STEP_TIMEOUT)
-    if tab:
-        page.get_by_role("tab", name=tab).click()
-        page.get_by_role("tab", name=tab, selected=True).wait_for(timeout=STEP_TIMEOUT)
+    open_app(page, url, tab, timeout=STEP_TIMEOUT)
 
 
 def _upload(page, component: str, path: Path) -> None:
