@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train_support import isolated_run, reset_accelerate  # noqa: F401  (a fixture)
 from tiny_diffusion import build_tiny_pipeline
 
 from deepcolor.registry import create_colorizer
@@ -21,25 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CN_WEIGHTS = Path("controlnet") / "diffusion_pytorch_model.safetensors"
 
 
-def _reset_accelerate() -> None:
-    """Forget accelerate's process-wide state between in-process runs."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: threads only add overhead on a busy CPU
-    _reset_accelerate()
-    yield
-    _reset_accelerate()
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("isolated_run")
 
 
 def _write_dataset(folder: Path, n_train: int = 6, n_val: int = 2, size: int = 40) -> Path:
@@ -128,7 +111,7 @@ def test_trains_checkpoints_resumes_and_loads_into_the_model(tiny_sd, hub, tmp_p
     resumed = load_file(str(run / "final" / CN_WEIGHTS))
 
     # 3. the same three steps without interruption reach the same weights
-    _reset_accelerate()
+    reset_accelerate()
     straight = tmp_path / "straight"
     assert main([*_args(tiny_sd, hub, straight), "--max_train_steps", "3"]) == 0
     uninterrupted = load_file(str(straight / "final" / CN_WEIGHTS))
@@ -204,10 +187,10 @@ def test_streams_a_hub_layout_dataset_and_resumes_exactly(tiny_sd, hub, tmp_path
     streamed = ("--streaming", "--validation_steps", "4", "--logging_steps", "1")
     part = tmp_path / "part"
     assert main([*_args(tiny_sd, hub, part, *streamed), "--max_train_steps", "2"]) == 0
-    _reset_accelerate()
+    reset_accelerate()
     more = ("--max_train_steps", "4", "--resume_from_checkpoint", "latest")
     assert main([*_args(tiny_sd, hub, part, *streamed), *more]) == 0
-    _reset_accelerate()
+    reset_accelerate()
     straight = tmp_path / "straight"
     assert main([*_args(tiny_sd, hub, straight, *streamed), "--max_train_steps", "4"]) == 0
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train_support import (
+from test_train_support import (  # noqa: F401  (isolated_run: a fixture)
     HERE,
+    isolated_run,
     read_config,
     reset_accelerate,
     tiny_args,
@@ -27,17 +28,7 @@ from train.records import read_metrics
 ROOT = HERE.parent
 
 
-@pytest.fixture(autouse=True)
-def _fresh(tmp_path, monkeypatch):
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add contention on a shared CPU
-    reset_accelerate()
-    yield
-    reset_accelerate()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_run")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -184,6 +185,23 @@ def reset_accelerate() -> None:
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
+
+
+@pytest.fixture
+def isolated_run(tmp_path, monkeypatch):
+    """A private datasets cache, one torch thread and fresh accelerate state for a test's runs.
+
+    Tiny convolutions gain nothing from threads, which only add contention on a shared CPU.
+    """
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    reset_accelerate()
+    yield
+    reset_accelerate()
+    torch.set_num_threads(threads)
 
 
 def read_config(run: Path) -> dict:
