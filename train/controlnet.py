@@ -8,10 +8,10 @@ The ControlNet learns to steer a frozen Stable Diffusion towards the colours of 
 - text: a caption column, or a template such as ``"a colour photo of {label}"``, with a share of
   empty prompts (``--empty_prompt_fraction``) so the model also colourises without a prompt;
 - only the ControlNet trains: it starts as a copy of the base UNet's encoder
-  (``--controlnet_model unet``, the default) or from an existing ControlNet (Hub id or folder).
-
-- ``--streaming`` reads a large Hub dataset as it trains instead of downloading it whole
-  (e.g. ``--dataset ioclab/grayscale_image_aesthetic_3M --caption_column text --streaming``).
+  (``--controlnet_model unet``, the default) or from an existing ControlNet (Hub id or folder);
+- data: any Hub id or local folder; ``--streaming`` reads a large Hub dataset as it trains
+  instead of downloading it whole (e.g. ``--dataset ioclab/grayscale_image_aesthetic_3M
+  --image_column image --caption_column text --streaming --max_train_steps 5000``).
 
 The phases (accelerator, data loader, resume, logging, checkpoints, validation between steps,
 final save) are :class:`train.skeleton.TrainingRun`'s, shared with ``-m train``; this module adds

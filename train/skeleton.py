@@ -17,9 +17,10 @@
    and, with ``--push_to_hub``, the upload.
 
 A subclass fills in :meth:`build`, :meth:`compute_loss`, :meth:`result_module`,
-:meth:`validate`, :meth:`run_facts` and :meth:`save_final`. Every random draw that depends on the
-step is seeded by the step, and every checkpoint records the data position, so a resumed run
-repeats exactly what an uninterrupted one would have done.
+:meth:`validate`, :meth:`run_facts` and :meth:`save_final`. A checkpoint holds the weights,
+optimiser, schedule, EMA, every process's random states and the position in the data (whose
+random choices are seeded by seed, epoch and index), so a resumed run repeats exactly what an
+uninterrupted one would have done.
 """
 
 from __future__ import annotations
