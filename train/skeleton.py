@@ -334,9 +334,10 @@ class TrainingRun:
         self.save_final(final_dir)
         self.accelerator.wait_for_everyone()
         self.accelerator.end_training()
-        if self.main and self.args.push_to_hub:
-            url = push_to_hub(final_dir, self.args.hub_model_id or self.output_dir.name,
-                              self.args.hub_private)  # fmt: skip
+        args = self.args
+        if self.main and args.push_to_hub:
+            repo_id = args.hub_model_id or self.output_dir.name
+            url = push_to_hub(final_dir, repo_id, args.hub_private)
             self.accelerator.print(f"pushed to {url}")
         return final_dir
 
