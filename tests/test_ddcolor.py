@@ -20,7 +20,6 @@ from deepcolor.errors import InvalidCondition, ModelUnavailable
 from deepcolor.models.ddcolor import (
     DDColorColorizer,
     DDColorTinyColorizer,
-    check_layout,
     colorfulness,
 )
 
@@ -97,6 +96,12 @@ def formula_weights(data: Path, variant: str) -> dict[str, torch.Tensor]:
         return formula_state_dict(layout, dict(batchnorm))
 
 
+@pytest.fixture(scope="module")
+def tiny_weights(data) -> dict[str, torch.Tensor]:
+    """DDColor-T's formula weights (several tests read them; none changes them in place)."""
+    return formula_weights(data, "tiny")
+
+
 # --- exact reproduction -------------------------------------------------------------------------
 
 
@@ -108,14 +113,18 @@ def _stage_modules(model: DDColorColorizer) -> dict[str, torch.nn.Module]:
     return stages
 
 
-@pytest.mark.parametrize(
-    "variant", ["tiny", pytest.param("large", marks=pytest.mark.slow)], ids=str
-)
-def test_float64_output_and_stages_match_the_original(variant, data):
+@pytest.mark.slow  # 55 M and 228 M float64 weights from their formula, two sizes each
+@pytest.mark.parametrize("variant", ["tiny", "large"])
+def test_float64_output_and_stages_match_the_original(variant, data, request):
     reference = json.loads((data / "reference.json").read_text())[variant]
     layout = json.loads((data / f"{variant}_state_dict.json").read_text())
+    weights = (
+        request.getfixturevalue("tiny_weights")
+        if variant == "tiny"
+        else formula_weights(data, variant)
+    )
     # from_state_dict checks the layout key for key and loads with strict=True
-    model = VARIANTS[variant].from_state_dict(formula_weights(data, variant), dtype=torch.float64)
+    model = VARIANTS[variant].from_state_dict(weights, dtype=torch.float64)
     model.eval()
     state = model.state_dict()
     assert list(state) == list(layout)  # same keys in the same order: no renaming
@@ -140,18 +149,21 @@ def test_float64_output_and_stages_match_the_original(variant, data):
     for name, stats in reference["references"]["64"]["stages"].items():
         out = stages[name]
         assert list(out.shape) == stats["shape"], name
-        scale = float(np.mean(stats["channel_std"]))
+        # the stage's RMS value: a channel that is nearly constant over a 2x2 map (ConvNeXt-L's
+        # last stage) has a spread 3e4 times below its values and their float64 rounding
+        means, stds = np.asarray(stats["channel_mean"]), np.asarray(stats["channel_std"])
+        scale = float(np.sqrt(np.mean(means**2 + stds**2)))
         for what, got in (("mean", out.mean((0, 2, 3))), ("std", out.std((0, 2, 3)))):
             want = np.asarray(stats[f"channel_{what}"])
             error = np.abs(got.numpy() - want).max() / scale
             assert error <= TOLERANCE, f"{variant} {name} channel {what}: error {error:.3g}"
 
 
-def test_a_perturbed_weight_is_detected(data):
+def test_a_perturbed_weight_is_detected(data, tiny_weights):
     """The tolerance separates a faithful port from a slightly wrong one (here: one level
     embedding off by 0.1 %)."""
-    state = formula_weights(data, "tiny")
-    state["decoder.color_decoder.level_embed.weight"] *= 1.001
+    key = "decoder.color_decoder.level_embed.weight"
+    state = {**tiny_weights, key: tiny_weights[key] * 1.001}
     model = DDColorTinyColorizer.from_state_dict(state, dtype=torch.float64).eval()
     with torch.inference_mode():
         ab = model.colorize_rgb(gray_input(64)).numpy()
@@ -159,16 +171,14 @@ def test_a_perturbed_weight_is_detected(data):
     assert np.abs(ab - expected).max() / expected.std() > 100 * TOLERANCE
 
 
-def test_the_other_size_s_layout_is_refused_by_name(data):
-    tiny = formula_weights(data, "tiny")
-    small = DDColorColorizer(**SMALL)
+def test_the_other_size_s_layout_is_refused_by_name(data, tiny_weights):
     with pytest.raises(ModelUnavailable, match=r"wrong shape: encoder\.arch\.downsample"):
-        check_layout(small, tiny, "these weights")
+        DDColorColorizer.from_state_dict(tiny_weights, **SMALL)
     large_layout = json.loads((data / "large_state_dict.json").read_text())
-    assert any(k not in tiny for k in large_layout)  # ConvNeXt-L has 27 blocks in stage 3
-    model = DDColorTinyColorizer()
+    # only keys and shapes matter: meta tensors stand in for ConvNeXt-L's 228 M parameters
+    large = {k: torch.empty(shape, device="meta") for k, shape in large_layout.items()}
     with pytest.raises(ModelUnavailable, match=r"unexpected: encoder\.arch\.stages\.2\.9\."):
-        check_layout(model, {k: torch.zeros(s) for k, s in large_layout.items()}, "large")
+        DDColorTinyColorizer.from_state_dict(large)  # ConvNeXt-L has 27 blocks in stage 3
 
 
 # --- checkpoint formats ---------------------------------------------------------------------
@@ -319,8 +329,8 @@ def test_colorfulness_term_rewards_colour():
 
 
 @pytest.mark.slow
-def test_cli_colorizes_at_full_resolution_from_a_folder_keeping_l(data, tmp_path):
-    model = DDColorTinyColorizer.from_state_dict(formula_weights(data, "tiny"))  # float32
+def test_cli_colorizes_at_full_resolution_from_a_folder_keeping_l(tiny_weights, tmp_path):
+    model = DDColorTinyColorizer.from_state_dict(tiny_weights)  # cast to float32
     folder = tmp_path / "ddcolor-tiny"
     model.save_pretrained(folder)
     height, width = 300, 437  # not the working size, not square
