@@ -18,7 +18,7 @@ import torch
 
 from deepcolor.cli import main
 from deepcolor.convert import official
-from deepcolor.errors import UnknownModel, WeightsNotDownloaded
+from deepcolor.errors import ModelUnavailable, UnknownModel, WeightsNotDownloaded
 from deepcolor.models.eccv16 import ECCV16Colorizer
 from deepcolor.published import (
     DEFAULT_MODEL_ENV,
@@ -544,3 +544,19 @@ def test_downloadable_means_the_hub_answers(server, online, monkeypatch):
         "HEAD /someone/here/resolve/main/config.json",
         "HEAD /someone/gone/resolve/main/config.json",
     ]
+
+
+def test_unwritable_cache_says_what_to_set(server, online, tmp_path, monkeypatch):
+    body, _ = _checkpoint_bytes()
+    entry = _publish(monkeypatch, server, body)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DEEPCOLOR_CACHE", str(blocker / "cache"))
+    with pytest.raises(ModelUnavailable) as caught:
+        official.official_folder("eccv16")
+    assert str(caught.value) == (
+        f"weights for 'eccv16': cannot write the converted {entry.file_name} under "
+        f"{blocker / 'cache'} (Not a directory); set DEEPCOLOR_CACHE to a writable folder with "
+        "room for it"
+    )
+    assert server.requests == []

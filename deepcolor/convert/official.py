@@ -116,8 +116,6 @@ def official_folder(model: str) -> Path:
     lock so that two processes do not both download); offline or on failure a
     :class:`~deepcolor.errors.WeightsNotDownloaded` says what to run instead.
     """
-    from filelock import FileLock
-
     from ..weights import hub_offline
 
     checkpoint = official_checkpoint(model)
@@ -134,6 +132,20 @@ def official_folder(model: str) -> Path:
             f"({final}) and downloads are off (HF_HUB_OFFLINE is set); {retry}, or unset "
             "HF_HUB_OFFLINE"
         )
+    try:
+        return _fetch_into_cache(checkpoint, final, retry)
+    except OSError as exc:  # a read-only or full disk: say where, and what to set
+        raise ModelUnavailable(
+            f"weights for {model!r}: cannot write the converted {checkpoint.file_name} under "
+            f"{cache_root()} ({exc.strerror or exc}); set {CACHE_ENV} to a writable folder with "
+            "room for it"
+        ) from exc
+
+
+def _fetch_into_cache(checkpoint: OfficialCheckpoint, final: Path, retry: str) -> Path:
+    """Download and convert into a staging folder, then rename it to ``final`` (under a lock)."""
+    from filelock import FileLock
+
     locks = cache_root() / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
     with FileLock(str(locks / f"{checkpoint.folder_name}.lock")):
