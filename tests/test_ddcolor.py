@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 from skimage.color import rgb2lab
+from tiny_models import TINY_KWARGS
 
 from deepcolor import create_colorizer
 from deepcolor.cli import main
@@ -27,17 +28,7 @@ VARIANTS = {"tiny": DDColorTinyColorizer, "large": DDColorColorizer}
 #: the largest output error allowed, relative to the reference output's standard deviation
 TOLERANCE = 1e-9
 #: a model small enough to save and load in every format within a fraction of a second
-SMALL = {
-    "input_size": 64,
-    "encoder_depths": [1, 1, 1, 1],
-    "encoder_dims": [8, 16, 24, 32],
-    "nf": 16,
-    "hidden_dim": 8,
-    "nheads": 2,
-    "dim_feedforward": 16,
-    "num_queries": 4,
-    "dec_layers": 3,
-}
+SMALL = {**TINY_KWARGS["ddcolor-tiny"], "input_size": 64}
 
 
 # --- the formula weights and the test input, as the data folder's README defines them ---------
