@@ -284,7 +284,7 @@ def prepare_study(
                 entry.photo, entry.condition = photo, condition
                 stimuli.append(entry)
     bar.close()
-    if sentinels:
+    if sentinels and sentinel_threshold > 0:
         print(
             f"{sentinels} of {test_trials} test trials are sentinels: a random clicker passes "
             f"the attention check {chance_pass_rate(sentinels, sentinel_threshold) * 100:.1f}% "

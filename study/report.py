@@ -99,7 +99,7 @@ class Report:
     @property
     def chance_pass(self) -> float | None:
         """How often someone answering at random passes the attention check."""
-        if not self.sentinels_planned:
+        if not self.sentinels_planned or self.threshold <= 0:  # 0: nobody is excluded
             return None
         return chance_pass_rate(self.sentinels_planned, self.threshold)
 

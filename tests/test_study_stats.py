@@ -302,3 +302,43 @@ def test_judge():
         judge("2afc", "a", "left", "real")
     with pytest.raises(ValueError):
         judge("single", "a", None, "left")
+
+
+def test_bootstrap_memory_stays_bounded_at_50000_judgements():
+    # The old (replicates x trials) weights were 2,000 x 50,000 x 8 bytes = 800 MB.
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n = 50_000
+    outcomes = rng.random(n) < 0.4
+    participants = rng.integers(0, 1250, n)
+    photos = rng.integers(0, 40, n)
+    tracemalloc.start()
+    try:
+        values = bootstrap_replicates(outcomes, participants, photos, reps=2000, seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 120 * 2**20, f"peak {peak / 2**20:.0f} MB"
+    assert values.shape == (2000,) and abs(values.mean() - outcomes.mean()) < 0.01
+
+
+def test_bootstrap_chunks_agree_with_the_direct_weighted_rate(monkeypatch):
+    import study.stats
+
+    y = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    part = np.array([0, 0, 1, 1, 2, 2, 2])
+    photo = np.array([0, 1, 0, 1, 0, 1, 1])
+    whole = bootstrap_replicates(y, part, photo, reps=50, seed=3)
+    monkeypatch.setattr(study.stats, "BOOTSTRAP_CELLS", 5)  # one replicate per chunk
+    assert np.allclose(bootstrap_replicates(y, part, photo, reps=50, seed=3), whole)
+    # Each replicate is crossed_rate under the same draws.
+    seeds = np.random.SeedSequence(3).spawn(2)
+    part_w = np.random.default_rng(seeds[0]).multinomial(3, [1 / 3] * 3, size=50)
+    photo_w = np.random.default_rng(seeds[1]).multinomial(2, [0.5, 0.5], size=50)
+    direct = [
+        crossed_rate(y, part, photo, a.astype(float), b.astype(float))
+        for a, b in zip(part_w, photo_w, strict=True)
+    ]
+    direct = np.array([v for v in direct if not math.isnan(v)])
+    assert np.allclose(direct, whole)
