@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import event, select, text, update
 
+from study.audit import make_photos
 from study.cli import main
 from study.db import CellCount, Database, Participant, Trial
 from study.manifest import read_manifest
@@ -35,24 +36,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PHOTOS = 8
 
 
-def make_photos(folder, count=PHOTOS, size=(40, 30)):
-    folder.mkdir(parents=True, exist_ok=True)
-    w, h = size
-    y, x = np.mgrid[0:h, 0:w]
-    for i in range(count):
-        rgb = np.stack(
-            [(x * 6 + 40 * i) % 256, (y * 8 + 30 * i) % 256, ((x + y) * 3 + 70 * i) % 256], -1
-        )
-        Image.fromarray(rgb.astype(np.uint8)).save(folder / f"photo{i}.png")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     root = tmp_path_factory.mktemp("guarantees")
     out = root / "S"
     prepare_study(
-        make_photos(root / "photos"),
+        make_photos(root / "photos", PHOTOS),
         ["gray", "tint"],
         out,
         test_trials=6,
@@ -454,7 +443,7 @@ def test_report_states_the_attention_checks_chance_pass_rate(template, capsys, m
 
 # --- prepare --------------------------------------------------------------------------------------
 def test_prepare_refuses_too_few_photos_and_says_how_many(tmp_path, capsys):
-    photos = make_photos(tmp_path / "p", count=5)
+    photos = make_photos(tmp_path / "p", 5)
     args = ["prepare", "--images", str(photos), "--models", "gray", "--out", str(tmp_path / "o")]
     assert main([*args, "--trials", "6", "--practice", "2", "--sentinel-rate", "0"]) == 2
     assert (
