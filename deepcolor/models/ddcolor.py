@@ -543,10 +543,6 @@ class DDColorColorizer(Colorizer):
         ab = self.colorize_rgb(gray_rgb_from_l(L).to(self.mean.dtype))
         return ab[..., :height, :width]
 
-    @torch.inference_mode()
-    def predict(self, L: torch.Tensor, **conditions: Any) -> torch.Tensor:
-        return super().predict(L, **conditions)
-
     # --- training ---------------------------------------------------------------------------
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The paper's pixel and colourfulness terms: ``0.1 * L1(ab)`` plus
