@@ -230,7 +230,7 @@ def test_cut_connection_resumes(server, online, cache, monkeypatch):
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
 
 
-def test_server_down(online, cache, monkeypatch):
+def test_server_down(online, cache, monkeypatch, caplog):
     import socket
 
     with socket.socket() as probe:  # a port nobody listens on
@@ -247,6 +247,7 @@ def test_server_down(online, cache, monkeypatch):
         f"(ConnectError); nothing was kept. Run it again to restart the download, or {RETRY}"
     )
     assert _left_in(cache) == []
+    assert "resume" not in caplog.text  # the retries are not each a warning
 
 
 def test_http_error_status(server, online, cache, monkeypatch):

@@ -9,9 +9,12 @@ behind and the next attempt starts afresh.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -47,7 +50,7 @@ def download_verified(url: str, target: Path, *, sha256_prefix: str, what: str, 
     )
     try:
         try:
-            with os.fdopen(handle, "wb") as stream:
+            with os.fdopen(handle, "wb") as stream, _quiet_retries():
                 # tqdm's own bar: shown in logs too (a Space's build log), not only on a terminal
                 http_get(url, stream, displayed_filename=target.name, tqdm_class=tqdm)
         except Exception as exc:  # httpx, HTTP status and size errors: one readable line
@@ -65,6 +68,18 @@ def download_verified(url: str, target: Path, *, sha256_prefix: str, what: str, 
         Path(temporary).unlink(missing_ok=True)
         raise
     return target
+
+
+@contextlib.contextmanager
+def _quiet_retries() -> Iterator[None]:
+    """``http_get`` logs each retry as a warning; the failure, if any, is said once, by us."""
+    logger = logging.getLogger("huggingface_hub.file_download")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _transfer_failure(url: str, what: str, received: int, exc: Exception, retry: str) -> str:
