@@ -532,3 +532,45 @@ def test_report_after_a_postgres_run_follows_the_folder_and_matches_sqlite(
     )
     assert tables["postgres"]["n"].sum() > 0
     pd.testing.assert_frame_equal(tables["sqlite"], tables["postgres"])
+
+
+def test_a_study_database_from_before_the_counters_is_upgraded_and_keeps_its_answers(
+    template, tmp_path
+):
+    """Tables of an older version (no counters, join keys, activity or exposure columns): the
+    server adds them, counts the existing trials into the counters, and goes on."""
+    folder = tmp_path / "S"
+    shutil.copytree(template, folder)
+    url = f"sqlite:///{folder}/study.sqlite"
+    app = create_app(folder, organiser_token=TOKEN, database_url=url)
+    with TestClient(app) as client:
+        answer(client, join(client))
+    app.app.state.service.db.dispose()
+    db = Database(url, create=False)
+    with db.engine.begin() as connection:
+        for statement in (
+            "DROP INDEX ix_participants_join_key",
+            "DROP INDEX ix_participants_active_at",
+            "ALTER TABLE participants DROP COLUMN join_key",
+            "ALTER TABLE participants DROP COLUMN active_at",
+            "ALTER TABLE participants DROP COLUMN released_at",
+            "ALTER TABLE trials DROP COLUMN shown_at",
+            "DROP TABLE cell_counts",
+            "DROP TABLE model_counts",
+            "DROP TABLE organiser_sessions",
+        ):
+            connection.execute(text(statement))
+    db.dispose()
+    app = create_app(folder, organiser_token=TOKEN, database_url=url)
+    db = Database(url)
+    try:
+        with TestClient(app) as client:
+            assert sum(planned(db).values()) == 6  # the first participant's test trials
+            state = join(client, key=uuid.uuid4().hex)
+            assert answer(client, state)["answered"] == 1
+            counts = client.get("/organiser/summary.json", headers=AUTH).json()["participation"]
+            assert counts["participants"] == 2 and counts["answers"] == 2
+        assert sum(planned(db).values()) == 12
+    finally:
+        db.dispose()
+        app.app.state.service.db.dispose()
