@@ -60,7 +60,7 @@ CSS = (
     """
 .result-slider { min-width: 280px; }
 #guided-canvas img { cursor: crosshair; }
-#guided-colour, #guided-colour .block { overflow: visible !important; }
+#guided-color, #guided-color .block { overflow: visible !important; }
 """
     + guided_ui.SUGGESTION_CSS
 )
@@ -103,7 +103,7 @@ def compare_tab(catalog: ModelCatalog) -> None:
             scaled = ", ".join(catalog.available("chroma_gain", automatic=True)) or "none here"
             strength = gr.Slider(
                 0.0,
-                compare_ui.MAX_COLOUR_STRENGTH,
+                compare_ui.MAX_COLOR_STRENGTH,
                 value=1.0,
                 step=0.25,
                 label=f"Colour strength ({scaled}; 1 = as shipped)",
@@ -143,8 +143,8 @@ def compare_tab(catalog: ModelCatalog) -> None:
         return compare_ui.describe_upload(value, catalog)
 
     @handler
-    def run_compare(value, names, colour_strength=1.0):
-        result = compare_ui.compare(value, names, catalog, colour_strength)
+    def run_compare(value, names, color_strength=1.0):
+        result = compare_ui.compare(value, names, catalog, color_strength)
         updates = []
         for i in range(len(sliders)):
             if i < len(result.outputs):
@@ -220,7 +220,7 @@ def _guided_layout(catalog: ModelCatalog) -> SimpleNamespace:
                 elem_id="guided-model",
             )
             # Alone in its row: the picker's pop-up needs the column's whole width.
-            ui.colour = gr.ColorPicker("#2f7fd2", label="Hint colour", elem_id="guided-colour")
+            ui.color = gr.ColorPicker("#2f7fd2", label="Hint colour", elem_id="guided-color")
             ui.action = gr.Radio(
                 [guided_ui.ADD, guided_ui.MOVE],
                 value=guided_ui.ADD,
@@ -243,7 +243,7 @@ def _guided_layout(catalog: ModelCatalog) -> SimpleNamespace:
                 elem_id="guided-selected",
             )
             with gr.Row():
-                ui.recolour = gr.Button("Give it the hint colour", size="sm")
+                ui.recolor = gr.Button("Give it the hint colour", size="sm")
                 ui.remove = gr.Button("Remove it", size="sm")
                 ui.clear = gr.Button("Remove all", size="sm")
             with gr.Accordion("Global hints (optional)", open=False):
@@ -289,10 +289,10 @@ def guided_tab(catalog: ModelCatalog) -> None:
     def click(value, hint_list, mode, sel, picked, hint_size, model_name, evt: gr.SelectData):
         loaded = load_input(value, max_pixels)
         hint_list, sel, x, y = guided_ui.apply_click(
-            loaded, hint_list, evt.index, mode=mode, selected=sel, colour=picked, size=hint_size
+            loaded, hint_list, evt.index, mode=mode, selected=sel, color=picked, size=hint_size
         )
         choices = guided_ui.suggestion_choices(
-            guided_ui.suggest_colours(loaded, model_name, x, y, catalog)
+            guided_ui.suggest_colors(loaded, model_name, x, y, catalog)
         )
         suggested = gr.update(choices=choices, value=None, visible=bool(choices))
         return (*refreshed(loaded, hint_list, sel), suggested)
@@ -301,11 +301,11 @@ def guided_tab(catalog: ModelCatalog) -> None:
     def use_suggestion(value, hint_list, sel, picked):
         if not picked:
             return hint_list, gr.update(), gr.update(), sel, gr.update()
-        return (*refreshed(value, guided_ui.recolour_hint(hint_list, sel, picked), sel), picked)
+        return (*refreshed(value, guided_ui.recolor_hint(hint_list, sel, picked), sel), picked)
 
     @handler
-    def recolour_selected(value, hint_list, sel, picked):
-        return refreshed(value, guided_ui.recolour_hint(hint_list, sel, picked), sel)
+    def recolor_selected(value, hint_list, sel, picked):
+        return refreshed(value, guided_ui.recolor_hint(hint_list, sel, picked), sel)
 
     @handler
     def remove_selected(value, hint_list, sel):
@@ -326,7 +326,7 @@ def guided_tab(catalog: ModelCatalog) -> None:
             saturation=float(sat) if use_sat else None,
             reference=ref or None,
         )
-        return (out.gray_png, out.colour_png), out.status()
+        return (out.gray_png, out.color_png), out.status()
 
     @handler
     def auto_colorize(value, model_name, *rest):
@@ -344,20 +344,20 @@ def guided_tab(catalog: ModelCatalog) -> None:
         (
             ui.board.select,
             click,
-            [ui.image, ui.hints, ui.action, ui.selected, ui.colour, ui.size, ui.model],
+            [ui.image, ui.hints, ui.action, ui.selected, ui.color, ui.size, ui.model],
             [*state, ui.suggestions],
         ),
         (
             ui.suggestions.input,
             use_suggestion,
             [ui.image, ui.hints, ui.selected, ui.suggestions],
-            [*state, ui.colour],
+            [*state, ui.color],
         ),
-        (ui.recolour.click, recolour_selected, [ui.image, ui.hints, ui.selected, ui.colour], state),
+        (ui.recolor.click, recolor_selected, [ui.image, ui.hints, ui.selected, ui.color], state),
         (ui.remove.click, remove_selected, [ui.image, ui.hints, ui.selected], state),
         (ui.clear.click, clear_all, [ui.image], state),
     ]
-    names = ["load", "click", "use_suggestion", "recolour", "remove", "clear"]
+    names = ["load", "click", "use_suggestion", "recolor", "remove", "clear"]
     # One run at a time, in order: an earlier run finishing late must not overwrite a later one.
     in_order = {"concurrency_id": "guided-run", "concurrency_limit": 1}
     for (event, fn, inputs, outputs), name in zip(edits, names, strict=True):
@@ -417,7 +417,7 @@ def reference_tab(catalog: ModelCatalog) -> None:
     @handler
     def colorize_after_reference(value, ref, model_name):
         out = conditioned_ui.run_reference(value, ref, model_name, catalog)
-        return (out.gray_png, out.colour_png), out.status()
+        return (out.gray_png, out.color_png), out.status()
 
     reference.change(
         check_reference, reference, warning, preprocess=False, api_name="check_reference"
@@ -473,7 +473,7 @@ def prompt_tab(catalog: ModelCatalog) -> None:
         out = conditioned_ui.run_prompt(
             value, text, model_name, catalog, negative_prompt=neg, steps=n_steps, seed=n_seed
         )
-        return (out.gray_png, out.colour_png), out.status()
+        return (out.gray_png, out.color_png), out.status()
 
     clear_on_failure(
         run.click(

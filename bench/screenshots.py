@@ -140,9 +140,9 @@ def guided(page, url: str, files: dict, out: Path) -> None:
     page.locator("#guided-suggestions label").nth(1).click()
     page.wait_for_timeout(3000)
     page.screenshot(path=str(out / "app-guided.png"), full_page=True)
-    page.locator("#guided-colour button.dialog-button").click()
+    page.locator("#guided-color button.dialog-button").click()
     page.wait_for_timeout(500)
-    page.locator("#guided-colour").screenshot(path=str(out / "app-guided-picker.png"))
+    page.locator("#guided-color").screenshot(path=str(out / "app-guided-picker.png"))
 
 
 def reference(page, url: str, files: dict, out: Path) -> None:

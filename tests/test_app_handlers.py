@@ -236,7 +236,7 @@ class GainTint(Colorizer):
         return ab.expand(L.shape[0], 2, *L.shape[-2:])
 
 
-def test_colour_strength_scales_models_that_take_a_gain(gray_photo):
+def test_color_strength_scales_models_that_take_a_gain(gray_photo):
     gain_catalog = ModelCatalog(
         AppSettings(max_megapixels=1.0),
         models={"gaintint": GainTint(), "tint": TintColorizer()},
@@ -319,26 +319,26 @@ def test_examples_are_shipped_small():
 
 
 # --- guided ----------------------------------------------------------------------------------------
-def test_colour_parsing_and_conversion():
-    assert guided_ui.parse_colour("#f00") == (255, 0, 0)
-    assert guided_ui.parse_colour("#1E90FF") == (30, 144, 255)
-    assert guided_ui.parse_colour("rgba(30, 144, 255, 1)") == (30, 144, 255)
-    a, b = guided_ui.colour_to_ab("#ff0000")
+def test_color_parsing_and_conversion():
+    assert guided_ui.parse_color("#f00") == (255, 0, 0)
+    assert guided_ui.parse_color("#1E90FF") == (30, 144, 255)
+    assert guided_ui.parse_color("rgba(30, 144, 255, 1)") == (30, 144, 255)
+    a, b = guided_ui.color_to_ab("#ff0000")
     assert a == pytest.approx(80.1, abs=0.2) and b == pytest.approx(67.2, abs=0.2)
     with pytest.raises(InvalidCondition, match="not a colour"):
-        guided_ui.parse_colour("reddish")
+        guided_ui.parse_color("reddish")
 
 
-def test_hint_list_add_move_recolour_remove():
+def test_hint_list_add_move_recolor_remove():
     hints = guided_ui.add_hint([], 0.25, 0.5, "#ff0000", 5)
     hints = guided_ui.add_hint(hints, 0.75, 0.5, "#0000ff", 3)
-    assert [h["colour"] for h in hints] == ["#ff0000", "#0000ff"]
+    assert [h["color"] for h in hints] == ["#ff0000", "#0000ff"]
     moved = guided_ui.move_hint(hints, 1, 0.1, 0.9)
     assert (moved[0]["x"], moved[0]["y"]) == (0.1, 0.9) and moved[0]["a"] == hints[0]["a"]
-    recoloured = guided_ui.recolour_hint(moved, 2, "#00ff00")
+    recoloured = guided_ui.recolor_hint(moved, 2, "#00ff00")
     assert recoloured[1]["a"] < -50  # green
     removed = guided_ui.remove_hint(recoloured, 1)
-    assert len(removed) == 1 and removed[0]["colour"] == "#00ff00"
+    assert len(removed) == 1 and removed[0]["color"] == "#00ff00"
     table = guided_ui.hints_table(removed)
     assert list(table.columns) == guided_ui.HINT_HEADERS and table.iloc[0]["#"] == 1
     with pytest.raises(InvalidCondition, match="no hint #3"):
@@ -371,39 +371,39 @@ def test_guided_result_follows_the_hints(catalog, photo):
     blue = guided_ui.add_hint(red, 0.8, 0.8, "#0000ff")
     two = guided_ui.run_guided(str(photo), "hintmean", blue, catalog)
     assert one.hints_used == 1 and two.hints_used == 2
-    lab_one, lab_two = rgb2lab(_png(one.colour_png)), rgb2lab(_png(two.colour_png))
+    lab_one, lab_two = rgb2lab(_png(one.color_png)), rgb2lab(_png(two.color_png))
     assert lab_one[..., 1].mean() > 20  # red hint: a > 0 everywhere
     assert lab_two[..., 2].mean() < lab_one[..., 2].mean() - 20  # the blue hint pulled b down
-    assert _png(two.colour_png).shape == (64, 96, 3)
+    assert _png(two.color_png).shape == (64, 96, 3)
 
 
 def test_guided_global_saturation_and_refusals(catalog, photo, tmp_path):
     plain = guided_ui.run_guided(str(photo), "hintmean", [], catalog)
     vivid = guided_ui.run_guided(str(photo), "hintmean", [], catalog, saturation=0.5)
     assert (
-        rgb2lab(_png(vivid.colour_png))[..., 1].mean()
-        > rgb2lab(_png(plain.colour_png))[..., 1].mean() + 10
+        rgb2lab(_png(vivid.color_png))[..., 1].mean()
+        > rgb2lab(_png(plain.color_png))[..., 1].mean() + 10
     )
     with pytest.raises(InvalidCondition, match="does not take colour hints"):
         guided_ui.run_guided(str(photo), "tint", [], catalog)
     with pytest.raises(InvalidCondition, match="between 0 and 1"):
         guided_ui.run_guided(str(photo), "hintmean", [], catalog, saturation=3)
-    bad = [{"x": 2.0, "y": 0.5, "a": 0, "b": 0, "size": 3, "colour": "#000000"}]
+    bad = [{"x": 2.0, "y": 0.5, "a": 0, "b": 0, "size": 3, "color": "#000000"}]
     with pytest.raises(InvalidCondition, match="outside the image"):
         guided_ui.run_guided(str(photo), "hintmean", bad, catalog)
     with pytest.raises(InvalidCondition):
         guided_ui.run_guided(str(photo), None, [], catalog)
 
 
-def test_suggested_colours_come_from_the_models_distribution(catalog, photo):
-    left = guided_ui.suggest_colours(str(photo), "hintmean", 0.1, 0.5, catalog)
-    right = guided_ui.suggest_colours(str(photo), "hintmean", 0.9, 0.5, catalog)
-    r, g, b = guided_ui.parse_colour(left[0].hex)
+def test_suggested_colors_come_from_the_models_distribution(catalog, photo):
+    left = guided_ui.suggest_colors(str(photo), "hintmean", 0.1, 0.5, catalog)
+    right = guided_ui.suggest_colors(str(photo), "hintmean", 0.9, 0.5, catalog)
+    r, g, b = guided_ui.parse_color(left[0].hex)
     assert left[0].probability == pytest.approx(1.0) and r > g and r > b  # red bin
-    r, g, b = guided_ui.parse_colour(right[0].hex)
+    r, g, b = guided_ui.parse_color(right[0].hex)
     assert b > r and b > g  # blue bin
     # a model without a distribution borrows unet_bins'; in this catalog there is none
-    assert guided_ui.suggest_colours(str(photo), "tint", 0.5, 0.5, catalog) == []
+    assert guided_ui.suggest_colors(str(photo), "tint", 0.5, 0.5, catalog) == []
     choices = guided_ui.suggestion_choices(left)
     assert choices[0][1] == left[0].hex and choices[0][0].startswith(left[0].hex)
 
@@ -415,7 +415,7 @@ def test_a_model_without_a_distribution_gets_suggestions_from_unet_bins(photo):
         pytest.skip("unet_bins' or a hint-taking model's weights are not installed")
     model = "siggraph17" if "siggraph17" in takers else takers[0]
     assert guided_ui.suggestion_model(registry, model) in (model, "unet_bins")
-    suggested = guided_ui.suggest_colours(str(photo), model, 0.25, 0.25, registry)
+    suggested = guided_ui.suggest_colors(str(photo), model, 0.25, 0.25, registry)
     assert 5 <= len(suggested) <= 8
     assert len({s.hex for s in suggested}) == len(suggested)  # distinct
     assert all(0 < s.probability <= 1 for s in suggested)
@@ -426,9 +426,9 @@ def test_a_model_without_a_distribution_gets_suggestions_from_unet_bins(photo):
 def test_clicking_a_hint_selects_it_and_elsewhere_adds_or_moves(catalog, photo):
     image = load_input(str(photo), None)
     width, height = guided_ui.preview_size(*image.size)
-    hints, sel, x, y = guided_ui.apply_click(image, [], (10, 10), colour="#ff0000")
+    hints, sel, x, y = guided_ui.apply_click(image, [], (10, 10), color="#ff0000")
     assert len(hints) == 1 and sel == 1
-    hints, sel, _, _ = guided_ui.apply_click(image, hints, (70, 40), colour="#00ff00")
+    hints, sel, _, _ = guided_ui.apply_click(image, hints, (70, 40), color="#00ff00")
     assert len(hints) == 2 and sel == 2
     dot = (hints[0]["x"] * (width - 1) + 2, hints[0]["y"] * (height - 1) - 1)
     same, sel, x, y = guided_ui.apply_click(image, hints, dot, selected=2)
@@ -444,7 +444,7 @@ def test_reference_tab_uses_the_reference_colours(catalog, photo, tmp_path):
     ref = tmp_path / "green.png"
     Image.new("RGB", (40, 30), (30, 180, 40)).save(ref)
     out = conditioned_ui.run_reference(str(photo), str(ref), "refmean", catalog)
-    assert rgb2lab(_png(out.colour_png))[..., 1].mean() < -20  # green: a < 0
+    assert rgb2lab(_png(out.color_png))[..., 1].mean() < -20  # green: a < 0
     with pytest.raises(InvalidImage, match="reference photo"):
         conditioned_ui.run_reference(str(photo), None, "refmean", catalog)
     with pytest.raises(InvalidCondition, match="does not take reference"):

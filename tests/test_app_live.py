@@ -301,15 +301,15 @@ def _result_image(page) -> bytes:
     return page.request.get(sources[-1]).body()
 
 
-def _set_colour(page, hex_colour: str) -> None:
-    page.locator("#guided-colour button.dialog-button").click()
-    field = page.locator("#guided-colour input[type=text]")
-    field.fill(hex_colour)
+def _set_color(page, hex_color: str) -> None:
+    page.locator("#guided-color button.dialog-button").click()
+    field = page.locator("#guided-color input[type=text]")
+    field.fill(hex_color)
     field.press("Enter")
     page.locator("#guided-status").click()  # closes the picker
-    rgb = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    rgb = tuple(int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
     page.wait_for_function(
-        "c => document.querySelector('#guided-colour button.dialog-button').style.background === c",
+        "c => document.querySelector('#guided-color button.dialog-button').style.background === c",
         arg=f"rgb({rgb[0]}, {rgb[1]}, {rgb[2]})",
         timeout=STEP_TIMEOUT,
     )
@@ -342,8 +342,8 @@ def test_browser_guided_hints_by_clicking_change_the_result(guided_app, page):
     first = _result_image(page)
     assert first != before
 
-    _set_colour(page, "#2e9e3a")
-    picker = page.locator("#guided-colour")
+    _set_color(page, "#2e9e3a")
+    picker = page.locator("#guided-color")
     picker.locator("button.dialog-button").click()
     popup = picker.locator("input[type=text]")
     popup.wait_for(timeout=STEP_TIMEOUT)
@@ -375,7 +375,7 @@ def test_browser_guided_hints_by_clicking_change_the_result(guided_app, page):
 
 
 @pytest.mark.browser
-def test_browser_guided_suggests_colours_to_click(live_app, page):
+def test_browser_guided_suggests_colors_to_click(live_app, page):
     from deepcolor.ui import ModelCatalog
 
     catalog = ModelCatalog()

@@ -152,8 +152,8 @@ def _output_name(item: BatchItem, taken: set[str]) -> str:
     return candidate
 
 
-def _preview(colour: Any, folder: Path, index: int) -> str:
-    small = colour.to_pil()
+def _preview(colorized: Any, folder: Path, index: int) -> str:
+    small = colorized.to_pil()
     small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
     path = folder / f"preview-{index:03d}.png"
     small.save(path)
@@ -185,7 +185,7 @@ def run_batch(
                 continue
             try:
                 image = load_input(item.data or b"", settings.max_pixels)
-                colour = pipe(image)
+                colorized = pipe(image)
             except InvalidImage as exc:
                 reason = str(exc).removeprefix("bytes: ").removeprefix("bytes")
                 result.failures.append((item.name, reason.strip(": ") or "not an image"))
@@ -194,13 +194,13 @@ def run_batch(
                 result.failures.append((item.name, str(exc)))
                 continue
             buffer = io.BytesIO()
-            colour.to_pil().save(buffer, format="PNG")
+            colorized.to_pil().save(buffer, format="PNG")
             out.writestr(_output_name(item, taken), buffer.getvalue())
             result.done.append(item.name)
             result.downscaled += bool(image.original_size)
             if len(result.previews) < PREVIEW_COUNT:
                 index = len(result.previews)
-                result.previews.append((_preview(colour, folder, index), item.name))
+                result.previews.append((_preview(colorized, folder, index), item.name))
     if progress:
         progress(1.0, "done")
     result.zip_path = str(zip_path) if result.done else None

@@ -15,7 +15,7 @@ from .models import ModelCatalog
 METRIC_HEADERS = ["model", "seconds", "PSNR (dB)", "SSIM", "CIEDE2000", "colourfulness"]
 MAX_MODELS = 8  # a visitor's one click may not queue unbounded work
 #: the Compare tab's "colour strength" multiplies a model's own chroma gain (1 = as shipped)
-MAX_COLOUR_STRENGTH = 3.0
+MAX_COLOR_STRENGTH = 3.0
 
 
 @dataclass
@@ -82,21 +82,21 @@ def strength_conditions(model: Any, strength: float) -> dict[str, float]:
 def check_strength(strength: Any) -> float:
     if strength is None:
         return 1.0
-    return number_in_range(strength, "colour strength", 0.0, MAX_COLOUR_STRENGTH, "1 = as shipped")
+    return number_in_range(strength, "colour strength", 0.0, MAX_COLOR_STRENGTH, "1 = as shipped")
 
 
 def compare(
     value: Any,
     model_names: list[str] | str | None,
     catalog: ModelCatalog,
-    colour_strength: float | None = 1.0,
+    color_strength: float | None = 1.0,
 ) -> CompareResult:
     """Colourise ``value`` with each model; metrics against the original when it was in colour.
 
-    ``colour_strength`` scales the colours of models that take a ``chroma_gain`` (0 = gray,
+    ``color_strength`` scales the colours of models that take a ``chroma_gain`` (0 = gray,
     1 = each model's own setting); other models are unaffected.
     """
-    strength = check_strength(colour_strength)
+    strength = check_strength(color_strength)
     names = [model_names] if isinstance(model_names, str) else list(model_names or [])
     names = list(dict.fromkeys(n for n in names if n))  # keep order, drop duplicates
     if not names:

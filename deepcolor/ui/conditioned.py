@@ -16,7 +16,7 @@ MAX_STEPS = 100
 @dataclass
 class ConditionedResult:
     gray_png: str
-    colour_png: str
+    color_png: str
     seconds: float
     model: str
     note: str = ""  # said to the visitor: downscaling, a reference without colour
@@ -35,7 +35,7 @@ def _run(
     stem = image.source.rsplit(".", 1)[0]
     return ConditionedResult(
         gray_png=save_png(gray_from_l(out.L), folder, f"{stem}-gray"),
-        colour_png=save_png(out.rgb, folder, f"{stem}-{model_name}", out.alpha),
+        color_png=save_png(out.rgb, folder, f"{stem}-{model_name}", out.alpha),
         seconds=out.seconds,
         model=model_name,
         note=" ".join(n for n in (image.size_note(), note) if n),

@@ -3,7 +3,7 @@
 Hints live in the UI as a list of plain dicts (JSON-friendly, so Gradio can keep them in a
 ``gr.State`` and the API can send them): ``{"x", "y"}`` in fractions of the image size (the
 library's :class:`~deepcolor.hints.PointHint` convention), ``{"a", "b"}`` in CIELAB, ``"size"``
-in pixels of the model's working size and ``"colour"`` as picked (``#rrggbb``).
+in pixels of the model's working size and ``"color"`` as picked (``#rrggbb``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
+from .. import suggestions
 from ..color import ab_histogram, rgb_to_lab
 from ..errors import InvalidCondition
 from ..hints import PointHint, as_point_hints
 from ..images import LoadedImage, load_image, to_uint8
-from ..suggestions import DEFAULT_COUNT, SuggestedColor, suggest_colors
+from ..suggestions import DEFAULT_COUNT, SuggestedColor
 from .common import gray_from_l, gray_uint8, lightness, load_input, new_folder, save_png
 from .models import ModelCatalog
 
@@ -55,7 +56,7 @@ MAX_HINTS = 64
 
 
 # --- colours ----------------------------------------------------------------------------------
-def parse_colour(text: str | None) -> tuple[int, int, int]:
+def parse_color(text: str | None) -> tuple[int, int, int]:
     """``#rgb``, ``#rrggbb`` or ``rgb(a)(r, g, b[, a])`` (what colour pickers send) -> RGB."""
     value = (text or "").strip().lower()
     match = re.fullmatch(r"#?([0-9a-f]{6}|[0-9a-f]{3})", value)
@@ -80,9 +81,9 @@ def to_hex(rgb: tuple[int, int, int] | np.ndarray) -> str:
     return "#" + "".join(f"{int(v):02x}" for v in rgb)
 
 
-def colour_to_ab(text: str | None) -> tuple[float, float]:
+def color_to_ab(text: str | None) -> tuple[float, float]:
     """The CIELAB chroma (a, b) of a picked colour: a hint gives colour, the photo keeps its L."""
-    rgb = torch.tensor(parse_colour(text), dtype=torch.float64).view(3, 1, 1) / 255.0
+    rgb = torch.tensor(parse_color(text), dtype=torch.float64).view(3, 1, 1) / 255.0
     lab = rgb_to_lab(rgb)
     return round(float(lab[1, 0, 0]), 2), round(float(lab[2, 0, 0]), 2)
 
@@ -105,27 +106,25 @@ def click_to_fraction(index: Any, canvas_size: tuple[int, int]) -> tuple[float, 
     return round(x, 4), round(y, 4)
 
 
-def make_hint(x: float, y: float, colour: str, size: int = 5) -> dict:
-    a, b = colour_to_ab(colour)
+def make_hint(x: float, y: float, color: str, size: int = 5) -> dict:
+    a, b = color_to_ab(color)
     hint = {
         "x": x,
         "y": y,
         "a": a,
         "b": b,
         "size": int(size),
-        "colour": to_hex(parse_colour(colour)),
+        "color": to_hex(parse_color(color)),
     }
     PointHint(x, y, a, b, int(size))  # validates position, colour and size
     return hint
 
 
-def add_hint(
-    hints: list[dict] | None, x: float, y: float, colour: str, size: int = 5
-) -> list[dict]:
+def add_hint(hints: list[dict] | None, x: float, y: float, color: str, size: int = 5) -> list[dict]:
     hints = list(hints or [])
     if len(hints) >= MAX_HINTS:
         raise InvalidCondition(f"at most {MAX_HINTS} hints; remove one first")
-    return [*hints, make_hint(x, y, colour, size)]
+    return [*hints, make_hint(x, y, color, size)]
 
 
 def _check_index(hints: list[dict], index: Any) -> int:
@@ -144,15 +143,15 @@ def move_hint(hints: list[dict], index: Any, x: float, y: float) -> list[dict]:
     hints = list(hints or [])
     i = _check_index(hints, index)
     old = hints[i]
-    hints[i] = {**make_hint(x, y, old["colour"], old["size"]), "a": old["a"], "b": old["b"]}
+    hints[i] = {**make_hint(x, y, old["color"], old["size"]), "a": old["a"], "b": old["b"]}
     return hints
 
 
-def recolour_hint(hints: list[dict], index: Any, colour: str) -> list[dict]:
+def recolor_hint(hints: list[dict], index: Any, color: str) -> list[dict]:
     hints = list(hints or [])
     i = _check_index(hints, index)
     old = hints[i]
-    hints[i] = make_hint(old["x"], old["y"], colour, old["size"])
+    hints[i] = make_hint(old["x"], old["y"], color, old["size"])
     return hints
 
 
@@ -164,14 +163,14 @@ def remove_hint(hints: list[dict], index: Any) -> list[dict]:
 
 def hints_table(hints: list[dict] | None) -> pd.DataFrame:
     rows = [
-        [i + 1, round(h["x"], 2), round(h["y"], 2), h["colour"], round(h["a"]), round(h["b"])]
+        [i + 1, round(h["x"], 2), round(h["y"], 2), h["color"], round(h["a"]), round(h["b"])]
         for i, h in enumerate(hints or [])
     ]
     return pd.DataFrame(rows, columns=HINT_HEADERS)
 
 
 def point_hints(hints: list[dict] | None) -> list[PointHint]:
-    """The library's hints from the UI's dicts (extra keys such as "colour" dropped)."""
+    """The library's hints from the UI's dicts (extra keys such as "color" dropped)."""
     return as_point_hints(
         {k: h[k] for k in ("x", "y", "a", "b", "size") if k in h} for h in (hints or [])
     )
@@ -199,7 +198,7 @@ def canvas(image: LoadedImage, hints: list[dict] | None, selected: Any = None) -
         cx, cy = hint["x"] * (width - 1), hint["y"] * (height - 1)
         box = (cx - radius, cy - radius, cx + radius, cy + radius)
         outline = "#ff2d55" if i == chosen else "white"
-        draw.ellipse(box, fill=hint["colour"], outline=outline, width=3 if i == chosen else 2)
+        draw.ellipse(box, fill=hint["color"], outline=outline, width=3 if i == chosen else 2)
         draw.text(
             (cx + radius + 2, cy - radius),
             str(i),
@@ -237,7 +236,7 @@ def global_hints(
 @dataclass
 class GuidedResult:
     gray_png: str
-    colour_png: str
+    color_png: str
     seconds: float
     hints_used: int
     note: str = ""  # said to the visitor, e.g. that the photo was downscaled
@@ -280,7 +279,7 @@ def run_guided(
     stem = image.source.rsplit(".", 1)[0]
     return GuidedResult(
         gray_png=save_png(gray_from_l(out.L), folder, f"{stem}-gray"),
-        colour_png=save_png(out.rgb, folder, f"{stem}-{model_name}-guided", out.alpha),
+        color_png=save_png(out.rgb, folder, f"{stem}-{model_name}-guided", out.alpha),
         seconds=out.seconds,
         hints_used=len(points),
         note=image.size_note(),
@@ -310,7 +309,7 @@ def suggestion_model(catalog: ModelCatalog, model_name: str | None) -> str | Non
     return None
 
 
-def suggest_colours(
+def suggest_colors(
     value: Any,
     model_name: str | None,
     x: float,
@@ -324,7 +323,7 @@ def suggest_colours(
     if source is None:
         return []
     image = load_input(value, catalog.settings.max_pixels)
-    return suggest_colors(catalog.pipeline(source), lightness(image), x, y, count)
+    return suggestions.suggest_colors(catalog.pipeline(source), lightness(image), x, y, count)
 
 
 def suggestion_choices(suggested: list[SuggestedColor]) -> list[tuple[str, str]]:
@@ -339,7 +338,7 @@ def apply_click(
     *,
     mode: str = ADD,
     selected: Any = 0,
-    colour: str = "#2f7fd2",
+    color: str = "#2f7fd2",
     size: int = 5,
 ) -> tuple[list[dict], int, float, float]:
     """A click on the canvas at ``index`` (canvas pixels): on a hint's dot it selects that hint;
@@ -355,7 +354,7 @@ def apply_click(
         return hints, hit, hints[hit - 1]["x"], hints[hit - 1]["y"]
     if mode == MOVE:
         return move_hint(hints, selected, x, y), int(selected), x, y
-    hints = add_hint(hints, x, y, colour, int(size))
+    hints = add_hint(hints, x, y, color, int(size))
     return hints, len(hints), x, y
 
 
