@@ -20,6 +20,7 @@ from deepcolor.ui import batch as batch_ui  # noqa: E402
 from deepcolor.ui import compare as compare_ui  # noqa: E402
 from deepcolor.ui import conditioned as conditioned_ui  # noqa: E402
 from deepcolor.ui import guided as guided_ui  # noqa: E402
+from deepcolor.ui import video as video_ui  # noqa: E402
 from deepcolor.ui.common import load_input, user_errors  # noqa: E402
 from deepcolor.ui.examples import EXAMPLES_DIR, example_photos  # noqa: E402
 from deepcolor.ui.models import device_label, model_lines, models_markdown  # noqa: E402
@@ -562,6 +563,8 @@ def build_app(catalog: ModelCatalog | None = None) -> gr.Blocks:
                 prompt_tab(catalog)
             with gr.Tab("Batch", id="batch"):
                 batch_tab(catalog)
+            with gr.Tab("Video", id="video"):
+                video_ui.video_tab(catalog, handler)
             with gr.Tab("Models", id="models"):
                 gr.Markdown(models_markdown(catalog), elem_id="models-table")
     demo.queue(
