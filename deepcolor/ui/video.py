@@ -124,7 +124,7 @@ def video_tab(catalog, handler: Callable) -> None:
             )
             run = gr.Button("Colourise clip", variant="primary", elem_id="video-run")
         with gr.Column():
-            status = gr.Markdown(elem_id="video-status")
+            status = gr.Markdown(label="Summary", elem_id="video-status")
             previews = gr.Gallery(
                 label="First frames", columns=4, height=200, elem_id="video-preview"
             )
