@@ -224,6 +224,8 @@ def cmd_models(args) -> int:
         print(f"{'':<{width}}  conditions: {info.describe_conditions()}")
         for entry in published.get(info.name, []):
             print(f"{'':<{width}}  {_published_line(entry)}")
+            if args.verbose:
+                print(f"{'':<{width}}  by: {entry.authors}")
         if args.verbose:
             print(f"{'':<{width}}  weights: {info.weights}")
     print(f"\n* the {default.line()}")

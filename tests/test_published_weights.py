@@ -456,8 +456,9 @@ def test_cli_models_and_download_from_the_cache(
     assert main(["download", "eccv16-official"]) == 0
     folder = official.converted_folder("eccv16")
     assert capsys.readouterr().out == f"eccv16-official: {folder}\n"
-    assert main(["models"]) == 0
-    assert "BSD-2-Clause; cached" in capsys.readouterr().out
+    assert main(["models", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "BSD-2-Clause; cached" in out and "by: richzhang/colorization" in out
     assert main(["download", "nope"]) == 1
     assert "no published weights named 'nope'" in capsys.readouterr().err
 
