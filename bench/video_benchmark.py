@@ -385,6 +385,7 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("DEEPCOLOR_EVAL_DATA"))
     parser.add_argument("--model", default=DEFAULT_AUTOMATIC)
     parser.add_argument("--tune", action="store_true", help="sweep settings on BSDS500 clips")
+    parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument(
         "--memory-model",
@@ -411,10 +412,11 @@ def main() -> None:
     report(f"Kodak24 clips, seed {EVAL_SEED}", measure(pipe, clips, DEFAULT_STABILIZER))
     print(f"(measured in {time.perf_counter() - start:.0f} s)")
     first = [f.rgb for f in clips[0][0]]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "clip.mp4"
-        write_clip(first, path)
-        speed(pipe, path, len(first))
+    if not args.skip_speed:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "clip.mp4"
+            write_clip(first, path)
+            speed(pipe, path, len(first))
     if not args.skip_memory:
         peak_memory(first, args.memory_model)
 
