@@ -199,7 +199,7 @@ def test_hash_mismatch_keeps_nothing(server, online, cache, monkeypatch):
     with pytest.raises(WeightsNotDownloaded) as caught:
         official.official_folder("eccv16")
     assert str(caught.value) == (
-        f"the downloaded weights for 'eccv16': the official {entry.file_name} is damaged or not "
+        f"weights for 'eccv16': the official {entry.file_name}: the download is damaged or not "
         f"the published file (its SHA-256 begins {actual}, its name promises 00000000); nothing "
         f"was kept. Run it again to download it afresh, or {RETRY}"
     )

@@ -59,7 +59,7 @@ def download_verified(url: str, target: Path, *, sha256_prefix: str, what: str, 
         digest = sha256_of(temporary)
         if not digest.startswith(sha256_prefix):
             raise WeightsNotDownloaded(
-                f"the downloaded {what} is damaged or not the published file (its SHA-256 begins "
+                f"{what}: the download is damaged or not the published file (its SHA-256 begins "
                 f"{digest[: len(sha256_prefix)]}, its name promises {sha256_prefix}); nothing was "
                 f"kept. Run it again to download it afresh, or {retry}"
             )
