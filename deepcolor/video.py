@@ -712,6 +712,7 @@ def split_clips(
         if any(ch in text for ch in "*?["):
             matches = [Path(p) for p in sorted(glob(text, recursive=True))]
             videos = [p for p in matches if p.is_file() and is_video_file(p)]
+            videos = [p for p in videos if INCOMPLETE not in p.name]  # a killed run's leftovers
             clips.extend(videos)
             if len(videos) < len(matches) or not matches:
                 others.append(text)  # the photo path picks up (or reports) the rest
