@@ -711,11 +711,12 @@ def split_clips(
         path = Path(text)
         if any(ch in text for ch in "*?["):
             matches = [Path(p) for p in sorted(glob(text, recursive=True))]
-            videos = [p for p in matches if p.is_file() and is_video_file(p)]
-            videos = [p for p in videos if INCOMPLETE not in p.name]  # a killed run's leftovers
-            clips.extend(videos)
-            if len(videos) < len(matches) or not matches:
-                others.append(text)  # the photo path picks up (or reports) the rest
+            videos = [p for p in matches if is_video_file(p)]
+            if not videos:
+                others.append(text)  # photos only: the photo path expands it as it always has
+                continue
+            clips.extend(p for p in videos if p.is_file() and INCOMPLETE not in p.name)
+            others.extend(str(p) for p in matches if p.is_file() and not is_video_file(p))
         elif is_video_file(path) or (frames_fps is not None and path.is_dir()):
             clips.append(path)
         else:

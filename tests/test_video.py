@@ -416,3 +416,17 @@ def test_reference_models_take_the_reference_for_every_frame(tmp_path):
 
     with pytest.raises(InvalidCondition, match="needs reference"):
         colorize_video(source, tmp_path / "out2.mp4", pipe)
+
+
+def test_globs_split_clips_from_photos(tmp_path):
+    from deepcolor.video import split_clips
+
+    for name in ("a.mp4", "b.MOV", f"c{INCOMPLETE}1234abcd.mp4", "d.png"):
+        (tmp_path / name).write_bytes(b"")
+    clips, others = split_clips([str(tmp_path / "*"), str(tmp_path / "*.png"), "e.avi"])
+    assert clips == [tmp_path / "a.mp4", tmp_path / "b.MOV", Path("e.avi")]
+    # the photo of a mixed glob is named; a photos-only glob is passed on as it was
+    assert others == [str(tmp_path / "d.png"), str(tmp_path / "*.png")]
+    folder_clips, folder_others = split_clips([str(tmp_path)], frames_fps=24)
+    assert folder_clips == [tmp_path] and folder_others == []
+    assert split_clips([str(tmp_path)]) == ([], [str(tmp_path)])
