@@ -204,8 +204,8 @@ def plot(report: Report, path) -> None:
     x = range(len(table))
     rates = table["rate"].fillna(0) * 100
     fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(table) + 2), 3.6), dpi=100)
-    colours = ["#9e9e9e" if c == REAL else "#3f7fbf" for c in table["condition"]]
-    ax.bar(x, rates, color=colours, width=0.6)
+    bar_colors = ["#9e9e9e" if c == REAL else "#3f7fbf" for c in table["condition"]]
+    ax.bar(x, rates, color=bar_colors, width=0.6)
     for i, row in table.iterrows():
         if row["n"] == 0:
             continue
