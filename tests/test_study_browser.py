@@ -1,8 +1,11 @@
 """A participant completes a short session in Debian's Chromium; the organiser sees the rates.
 
-Screenshots go to docs/screenshots/study-*.png.
+Screenshots go to the test's temporary folder, so a test run never changes the repository; to
+refresh the README's study screenshots deliberately:
+``DEEPCOLOR_SCREENSHOT_DIR=docs/screenshots .venv/bin/python -m pytest tests/test_study_browser.py``.
 """
 
+import os
 import re
 import time
 from pathlib import Path
@@ -17,7 +20,6 @@ from study.loadtest import ServerProcess, simulate
 from study.prepare import prepare_study
 
 TOKEN = "organiser-secret-token"
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 pytestmark = pytest.mark.browser
 
@@ -64,8 +66,9 @@ def study_dir(tmp_path_factory):
     return out
 
 
-def test_participant_session_and_organiser_rates_in_chromium(study_dir):
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def test_participant_session_and_organiser_rates_in_chromium(study_dir, tmp_path):
+    shot_dir = Path(os.environ.get("DEEPCOLOR_SCREENSHOT_DIR") or tmp_path / "shots")
+    shot_dir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{study_dir}/study.sqlite"
     with ServerProcess(study_dir, TOKEN, database_url=url) as server, chromium() as browser:
         page = browser.new_page(viewport={"width": 1000, "height": 700})
@@ -76,7 +79,7 @@ def test_participant_session_and_organiser_rates_in_chromium(study_dir):
         )
         page.goto(server.url + "/join")
         assert "agree to take part" in page.content()
-        page.screenshot(path=str(SHOTS / "study-consent.png"))
+        page.screenshot(path=str(shot_dir / "study-consent.png"))
         page.check("#consent")
         page.click("#start")
 
@@ -85,7 +88,7 @@ def test_participant_session_and_organiser_rates_in_chromium(study_dir):
             if "/feedback/" in page.url:
                 assert re.search(r"Correct\.|Not quite\.", page.content())
                 if "feedback" not in shots:
-                    page.screenshot(path=str(SHOTS / "study-feedback.png"))
+                    page.screenshot(path=str(shot_dir / "study-feedback.png"))
                     shots.add("feedback")
                 page.click("#continue")
                 continue
@@ -94,12 +97,12 @@ def test_participant_session_and_organiser_rates_in_chromium(study_dir):
             progress = page.inner_text("#progress-text")
             assert progress.startswith(f"{answered + 1} / 5")
             if "trial" not in shots:
-                page.screenshot(path=str(SHOTS / "study-trial.png"))
+                page.screenshot(path=str(shot_dir / "study-trial.png"))
                 shots.add("trial")
             if answered == 2 and not reloaded:
                 # The exposure limit hides the photos; a reload resumes the same trial.
                 page.wait_for_selector("img.masked", state="attached", timeout=5000)
-                page.screenshot(path=str(SHOTS / "study-trial-masked.png"))
+                page.screenshot(path=str(shot_dir / "study-trial-masked.png"))
                 page.reload()
                 assert page.inner_text("#progress-text").startswith(f"{answered + 1} / 5")
                 reloaded = True
@@ -108,7 +111,7 @@ def test_participant_session_and_organiser_rates_in_chromium(study_dir):
             page.wait_for_load_state()
             answered += 1
         assert answered == 5
-        page.screenshot(path=str(SHOTS / "study-done.png"))
+        page.screenshot(path=str(shot_dir / "study-done.png"))
 
         db = Database(url)
         try:
@@ -138,4 +141,4 @@ def test_participant_session_and_organiser_rates_in_chromium(study_dir):
             time.sleep(0.05)
         assert chart.evaluate("img => img.naturalWidth") > 0
         assert blocked == []
-        page.screenshot(path=str(SHOTS / "study-organiser.png"), full_page=True)
+        page.screenshot(path=str(shot_dir / "study-organiser.png"), full_page=True)
