@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -289,7 +288,7 @@ def report(name: str, r: dict) -> None:
     )
 
 
-TUNE_GRID = [(h, sigma) for h in (0.8, 0.9, 0.95) for sigma in (4.0, 8.0)]
+TUNE_GRID = [(h, sigma) for h in (0.8, 0.9, 0.95, 0.98) for sigma in (4.0, 8.0, 16.0)]
 
 
 def tune(pipe, data: Path) -> None:
@@ -359,7 +358,9 @@ def peak_memory_child(clip: str, model: str) -> None:
     pipe = ColorizationPipeline(model, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         result = colorize_video(clip, Path(tmp) / "out.mp4", pipe)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's own peak (ru_maxrss would count the parent's, kept across exec)
+    status = Path("/proc/self/status").read_text()
+    peak_mb = int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1]) / 1024
     print(f"{result.frames} {peak_mb:.0f}")
 
 
