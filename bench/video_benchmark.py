@@ -291,9 +291,15 @@ def report(name: str, r: dict) -> None:
 TUNE_GRID = [(h, sigma) for h in (0.8, 0.9, 0.95, 0.98) for sigma in (4.0, 8.0, 16.0)]
 
 
+#: the longest memory (time constant 1 / (1 - history), frames) that the tuning clips can judge:
+#: two thirds of a shot, so that a shot is long enough to show the colours lagging behind
+LONGEST_MEMORY = SHOT_FRAMES * 2 / 3
+
+
 def tune(pipe, data: Path) -> None:
     """The stabiliser's settings on BSDS500 train clips: the least flicker whose CIEDE2000 is
-    at most 0.1 above per-frame colourisation's."""
+    at most 0.1 above per-frame colourisation's, with every cut right and a memory of at most
+    ``LONGEST_MEMORY`` frames."""
     clips = make_clips(read_photos(data, "bsds500"), TUNE_SIZE, TUNE_SEED)
     print(
         f"tuning on {len(clips)} clips from BSDS500 train photos at {TUNE_SIZE}, seed {TUNE_SEED}"
@@ -308,13 +314,17 @@ def tune(pipe, data: Path) -> None:
         r = measure(cached, clips, settings, baseline)
         baseline = baseline or {k: r[k] for k in ("de_frame", "fl_frame", "fl_true")}
         change, ratio = r["de_stable"] - r["de_frame"], r["fl_stable"] / r["fl_frame"]
-        rows.append((change <= 0.1 and r["cuts_ok"] == r["cuts"], ratio, history, sigma))
+        judged = 1 / (1 - history) <= LONGEST_MEMORY + 1e-9
+        rows.append((judged and change <= 0.1 and r["cuts_ok"] == r["cuts"], ratio, history, sigma))
         print(
             f"| {history} | {sigma} | {change:+.3f} | {ratio:.3f} | {r['cuts_ok']}/{r['cuts']} | "
             f"{r['false_cuts']} |",
             flush=True,
         )
     print(f"true clips' flicker / per-frame: {baseline['fl_true'] / baseline['fl_frame']:.3f}")
+    print(
+        f"eligible: CIEDE2000 change <= +0.1, all cuts right, memory <= {LONGEST_MEMORY:.0f} frames"
+    )
     eligible = sorted(row[1:] for row in rows if row[0])
     if eligible:
         print(f"chosen: history={eligible[0][1]}, lightness_sigma={eligible[0][2]}")

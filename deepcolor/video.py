@@ -57,10 +57,11 @@ INCOMPLETE = ".incomplete-"
 class StabilizerSettings:
     """How much of the past a frame's colours keep, and when the past is not trusted."""
 
-    #: weight of the flow-carried previous result where the flow is fully trusted (0 = per-frame)
-    history: float = 0.85
+    #: weight of the flow-carried previous result where the flow is fully trusted (0 = per-frame);
+    #: colours follow a change of the prediction with a time constant of 1 / (1 - history) frames
+    history: float = 0.95
     #: CIELAB L difference after warping at which the confidence has fallen to exp(-1/2)
-    lightness_sigma: float = 6.0
+    lightness_sigma: float = 16.0
     #: forward-backward flow disagreement (analysis pixels) at which confidence is exp(-1/2)
     consistency_sigma: float = 1.5
     #: a frame whose mean confidence is below this starts a new shot (a cut)
