@@ -20,6 +20,7 @@ from heldout import bsds_validation_photos, mean_metrics
 
 from deepcolor import ColorizationPipeline, create_colorizer
 from deepcolor.datasets import eval_data_folder
+from deepcolor.errors import DeepColorError
 from deepcolor.images import load_uint8
 
 TEMPERATURES = (0.38, 0.6, 1.0)
@@ -57,7 +58,10 @@ def main() -> None:
     if any(len(p) != 3 or p[1] not in TEMPERATURES for p in points):
         parser.error(f"each point is a:T:b with T one of {TEMPERATURES}")
     torch.set_num_threads(2)
-    images = photos(args.set, args.data)
+    try:
+        images = photos(args.set, args.data)
+    except DeepColorError as exc:
+        parser.error(str(exc))
     for a, t, b in points:
         m = mean_metrics(blend_pipeline(a, t, b), images)
         print(

@@ -21,6 +21,7 @@ import torch
 from heldout import bsds_validation_photos, mean_metrics
 
 from deepcolor import ColorizationPipeline, create_colorizer
+from deepcolor.errors import DeepColorError
 
 
 def main() -> None:
@@ -30,7 +31,10 @@ def main() -> None:
     parser.add_argument("--data", help="the data folder (default: $DEEPCOLOR_EVAL_DATA)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    images = bsds_validation_photos(data=args.data)
+    try:
+        images = bsds_validation_photos(data=args.data)
+    except DeepColorError as exc:
+        parser.error(str(exc))
     tint = mean_metrics(ColorizationPipeline(create_colorizer("tint"), device="cpu"), images)
     pipe = ColorizationPipeline(create_colorizer("unet", weights=args.weights), device="cpu")
     rows = []
