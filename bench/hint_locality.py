@@ -41,9 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout import bsds_validation_photos  # noqa: E402
 
 from deepcolor import ColorizationPipeline, create_colorizer  # noqa: E402
-from deepcolor.hints import PointHint, ground_truth_point_hints, true_hint_colour  # noqa: E402
+from deepcolor.hints import (  # noqa: E402
+    PointHint,
+    ground_truth_point_hints,
+    wrong_colour_point_hint,
+)
 from deepcolor.images import load_image, to_uint8  # noqa: E402
-from deepcolor.metrics import ciede2000  # noqa: E402
+from deepcolor.metrics import ciede2000, image_metrics, summarize, to_markdown  # noqa: E402
 
 HINT_SIZE = 5  # working pixels, as the evaluation report's hints
 WRONG_CHROMA = 40.0
@@ -52,21 +56,6 @@ CHANGED = 5.0  # CIEDE2000 units: a change a viewer sees
 LOCALITY_SEED = 1
 SWEEP_SEED = 0  # the evaluation report's
 COUNTS = (10, 50)
-
-
-def wrong_colour_hint(original: np.ndarray, seed: int) -> PointHint:
-    """A hint at a seeded random spot with the opposite hue of the truth there, chroma 40."""
-    rng = np.random.default_rng(seed)
-    x, y = (float(v) for v in rng.uniform(0.05, 0.95, size=2))
-    a, b = true_hint_colour(rgb2lab(original / 255.0), x, y, size=HINT_SIZE)
-    hue = np.arctan2(b, a) + np.pi
-    return PointHint(
-        x=x,
-        y=y,
-        a=WRONG_CHROMA * float(np.cos(hue)),
-        b=WRONG_CHROMA * float(np.sin(hue)),
-        size=HINT_SIZE,
-    )
 
 
 def change(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -78,7 +67,9 @@ def locality(pipe: ColorizationPipeline, photos: list[np.ndarray]) -> pd.DataFra
     """One wrong-colour hint per photo: how much the pixels far from it change."""
     rows = []
     for i, original in enumerate(photos):
-        hint = wrong_colour_hint(original, LOCALITY_SEED * 100_000 + i)
+        hint = wrong_colour_point_hint(
+            original, LOCALITY_SEED * 100_000 + i, chroma=WRONG_CHROMA, size=HINT_SIZE
+        )
         moved = change(pipe(original).rgb, pipe(original, hints=[hint]).rgb)
         h, w = moved.shape
         ys, xs = np.mgrid[0:h, 0:w]
@@ -119,28 +110,22 @@ def two_regions(pipe: ColorizationPipeline) -> dict[str, float]:
 
 
 def ground_truth_sweep(
-    pipe: ColorizationPipeline, photos: list[np.ndarray], counts=COUNTS
-) -> dict[int, float]:
-    """Mean CIEDE2000 with ``count`` ground-truth hints (the evaluation report's protocol)."""
-    return {
-        count: float(
-            np.mean(
-                [
-                    ciede2000(
-                        original,
-                        pipe(
-                            original,
-                            hints=ground_truth_point_hints(
-                                original, count, SWEEP_SEED + i, size=HINT_SIZE
-                            ),
-                        ).rgb,
-                    )
-                    for i, original in enumerate(photos)
-                ]
+    pipe: ColorizationPipeline, photos: list[np.ndarray], counts=COUNTS, *, every_metric=False
+) -> pd.DataFrame:
+    """The evaluation report's hint sweep: one row per hint count, the mean of each metric
+    (CIEDE2000 only unless ``every_metric``) over the photos."""
+    rows = []
+    for count in counts:
+        for i, original in enumerate(photos):
+            hints = ground_truth_point_hints(original, count, SWEEP_SEED + i, size=HINT_SIZE)
+            output = pipe(original, hints=hints).rgb
+            scores = (
+                image_metrics(original, output)
+                if every_metric
+                else {"ciede2000": ciede2000(original, output)}
             )
-        )
-        for count in counts
-    }
+            rows.append({"model": f"siggraph17, {count} hints", **scores})
+    return summarize(pd.DataFrame(rows))
 
 
 def kodak24(data: Path, limit: int | None) -> list[np.ndarray]:
@@ -170,6 +155,9 @@ def main() -> None:
     parser.add_argument("--heldout", action="store_true", help="bsds500 validation photos")
     parser.add_argument("--counts", default="10,50", help="ground-truth hint counts ('' = none)")
     parser.add_argument("--set", action="append", default=[], help="propagation name=value")
+    parser.add_argument(
+        "--every-metric", action="store_true", help="the sweep with PSNR, SSIM, colourfulness"
+    )
     args = parser.parse_args()
     if not args.data:
         raise SystemExit("give the data folder: --data DIR or DEEPCOLOR_EVAL_DATA=DIR")
@@ -184,31 +172,44 @@ def main() -> None:
     table = locality(pipe, photos)
     regions = two_regions(pipe)
     counts = [int(c) for c in args.counts.split(",") if c]
-    sweep = ground_truth_sweep(pipe, photos, counts)
-    print(
-        f"siggraph17 hints on {len(photos)} {where} photos; settings {model.propagation or 'defaults'}"
-    )
+    sweep = ground_truth_sweep(pipe, photos, counts, every_metric=args.every_metric)
+    settings = model.propagation or "defaults"
+    print(f"siggraph17 hints on {len(photos)} {where} photos; settings {settings}")
     print("| measurement | value | bar |")
     print("|---|---|---|")
-    print(
-        f"| locality: mean change beyond 10 % of the diagonal | {table.far_change.mean():.2f} | <= 8.0 |"
-    )
-    print(
-        f"| locality: share of those pixels changed by > 5 | "
-        f"{100 * table.far_changed_share.mean():.0f} % | <= 40 % |"
-    )
-    print(
-        f"| locality: mean change within 10 % of the diagonal | {table.near_change.mean():.2f} | |"
-    )
-    print(f"| two regions: change of the hinted region | {regions['hinted_region_change']:.2f} | |")
-    print(
-        f"| two regions: change of the other region | {regions['other_region_change']:.2f} | < 1.0 |"
+    rows = (
+        (
+            "locality: mean change beyond 10 % of the diagonal",
+            f"{table.far_change.mean():.2f}",
+            "<= 8.0",
+        ),
+        (
+            "locality: share of those pixels changed by > 5",
+            f"{100 * table.far_changed_share.mean():.0f} %",
+            "<= 40 %",
+        ),
+        (
+            "locality: mean change within 10 % of the diagonal",
+            f"{table.near_change.mean():.2f}",
+            "",
+        ),
+        ("two regions: change of the hinted region", f"{regions['hinted_region_change']:.2f}", ""),
+        (
+            "two regions: change of the other region",
+            f"{regions['other_region_change']:.2f}",
+            "< 1.0",
+        ),
     )
     bars = {10: "<= 7.3", 50: "<= 5.4"}
-    for count, value in sweep.items():
-        print(
-            f"| ground truth: CIEDE2000 with {count} hints | {value:.3f} | {bars.get(count, '')} |"
-        )
+    rows += tuple(
+        (f"ground truth: CIEDE2000 with {count} hints", f"{value:.3f}", bars.get(count, ""))
+        for count, value in zip(counts, sweep.ciede2000, strict=True)
+    )
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    if args.every_metric:
+        print()
+        print(to_markdown(sweep.drop(columns=["mse"])))
     print(f"({time.time() - started:.0f} s)")
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from .errors import InvalidCondition
 
@@ -141,6 +142,22 @@ def ground_truth_point_hints(
     return hints
 
 
+def wrong_colour_point_hint(
+    original: np.ndarray, seed: int, *, chroma: float = 40.0, size: int = 5
+) -> PointHint:
+    """A hint at a seeded random spot (uniform in the middle 90 % of each side) whose colour
+    is the opposite hue of the truth there at ``chroma``: how far a hint reaches shows."""
+    from skimage.color import rgb2lab
+
+    rng = np.random.default_rng(seed)
+    x, y = (float(v) for v in rng.uniform(0.05, 0.95, size=2))
+    a, b = true_hint_colour(rgb2lab(original / 255.0), x, y, size=size)
+    hue = np.arctan2(b, a) + np.pi
+    return PointHint(
+        x=x, y=y, a=chroma * float(np.cos(hue)), b=chroma * float(np.sin(hue)), size=size
+    )
+
+
 def true_hint_colour(
     lab: np.ndarray, x: float, y: float, *, size: int = 5, working_size: int = 176
 ) -> tuple[float, float]:
@@ -166,6 +183,50 @@ def saturation_hint(ab: torch.Tensor) -> torch.Tensor:
 
 #: pixel-hint pairs weighed at once by :func:`spread_hint_colours` (bounds its memory, ~16 MB)
 MAX_SPREAD_PAIRS = 1 << 22
+#: quantiles of a hint patch's lightness that stand for it (a patch on an edge has two sides)
+LIGHTNESS_SAMPLES = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9])
+
+
+def geodesic_distances(
+    L: np.ndarray,
+    sources: np.ndarray,
+    *,
+    edge_cost: float,
+    limit: float = np.inf,
+) -> np.ndarray:
+    """Geodesic distance from each source region over the lightness image, ``(K, H, W)``.
+
+    ``L`` ``(H, W)`` in CIELAB units; ``sources`` ``(H, W)`` integer labels, 1..K for the K
+    regions (0 elsewhere). A step between 8-neighbours costs
+    ``sqrt(step ** 2 + (edge_cost * dL / 100) ** 2)``, the step in fractions of the image's
+    longer side: a flat surface is crossed at its length, a lightness edge of 50 costs as much
+    as ``edge_cost / 2`` of the image. Distances beyond ``limit`` are ``inf``.
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    h, w = L.shape
+    scale = float(max(h, w))
+    index = np.arange(h * w).reshape(h, w)
+    rows, cols, costs = [], [], []
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        xs, xt = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w + min(0, dx))
+        first, second = L[: h - dy, xs].ravel(), L[dy:, xt].ravel()
+        step = np.hypot(dy, dx) / scale
+        rows.append(index[: h - dy, xs].ravel())
+        cols.append(index[dy:, xt].ravel())
+        costs.append(np.sqrt(step**2 + (edge_cost * (first - second) / 100.0) ** 2))
+    graph = csr_matrix(
+        (np.concatenate(costs), (np.concatenate(rows), np.concatenate(cols))), shape=(h * w,) * 2
+    )
+    count = int(sources.max())
+    out = np.empty((count, h, w))
+    for k in range(1, count + 1):
+        start = np.flatnonzero(sources.ravel() == k)
+        out[k - 1] = dijkstra(
+            graph, directed=False, indices=start, min_only=True, limit=limit
+        ).reshape(h, w)
+    return out
 
 
 def spread_hint_colours(
@@ -174,78 +235,165 @@ def spread_hint_colours(
     hint_ab: torch.Tensor,
     mask: torch.Tensor,
     *,
+    sigma_reach: float = 1.0,
+    edge_cost: float = 4.0,
+    smooth_l: float = 1.5,
     sigma_xy: float = 0.5,
+    straight_weight: float = 0.05,
     sigma_l: float = 5.0,
     floor: float = 0.01,
     sigma_near: float = 0.06,
     near_weight: float = 100.0,
     chroma_follows_lightness: bool = True,
 ) -> torch.Tensor:
-    """Spread the hinted colours over the image; the prediction fills in where no hint reaches.
+    """Carry each hint over the region it was given in; the network's colours stay elsewhere.
 
-    Each pixel becomes a weighted mean of the hint colours and of its own predicted colour.
-    A hinted pixel's weight is Gaussian in distance (``sigma_xy``, a fraction of the image's
-    longer side) and in lightness difference (``sigma_l``, CIELAB L units), so a colour stays
-    on surfaces of similar lightness (edge-aware, in the spirit of Levin et al. 2004, but one
-    closed-form step); the prediction's weight is ``floor``, so far from every hint the
-    prediction is kept. A second, narrow Gaussian (``sigma_near``, weighted ``near_weight``)
-    makes each hint win in its own neighbourhood, so a user's colour is honoured where it was
-    given even when broad weights overlap. The hint colours themselves are spread, not their
-    differences to the prediction: on bsds500's validation photos that was 4 % better (mean
-    CIEDE2000 over 5/10/20 hints 5.57 against 5.80). The defaults were chosen there too
-    (``bench/tune_hint_propagation.py``). Differentiable; images without hints are unchanged.
+    A user's hint is an intent for one region, so spreading has two parts.
+
+    **Where** a hint acts is local and edge-aware. Its *reach* at a pixel is Gaussian
+    (``sigma_reach``, a fraction of the image's longer side) in the geodesic distance from
+    the hint over the lightness image (:func:`geodesic_distances` with ``edge_cost``, on L
+    blurred by ``smooth_l`` pixels so that fine texture costs less than an edge, while a real
+    edge costs its full height): a hint fills the surface it was placed on, fades across it,
+    and a lightness edge stops it. Several hints reach a pixel as independent chances
+    (1 - prod(1 - reach)), so a pixel between two hints is covered more than by either: a
+    single hint is not widened by that, while a surface hinted at several places is filled.
+
+    **What** colour the reached pixels take is a weighted mean of the hint colours and of the
+    pixel's own prediction: a hint's weight is Gaussian in lightness difference (``sigma_l``,
+    CIELAB L; a hint patch stands for a few quantiles of its pixels' lightness, so a patch on
+    an edge serves both sides) times a broad Gaussian (``sigma_xy``) in geodesic distance,
+    plus ``straight_weight`` times the same in straight-line distance (where every hint is
+    behind edges, the one of the most similar lightness still counts), plus a narrow Gaussian
+    in geodesic distance (``sigma_near``, weighted ``near_weight``) so that each hint wins on
+    its own surface. The prediction's weight is ``floor``. The output is the prediction moved
+    towards that mean by the reach: far from every hint, or behind an edge, the network's
+    colour stays.
 
     With ``chroma_follows_lightness``, what spreads is ab / L (hue and relative chroma) and each
     pixel multiplies it by its own L: a hint given on a lit part of a surface colours its
     shaded part with the same hue but less chroma, as a darker shade of one colour has in
-    CIELAB. On bsds500 validation that gave 5.47 against 5.57 (ab / (L + 16), the exact law for
-    dimmed light, gave 5.52). No pixel gets more chroma than the most chromatic hint or its own
-    prediction, so a hint placed on a near-black pixel is not amplified on lighter ones.
+    CIELAB. No pixel gets more chroma than the most chromatic hint or its own prediction, so a
+    hint placed on a near-black pixel is not amplified on lighter ones.
+
+    The defaults were chosen on bsds500's validation photos (``bench/tune_hint_propagation.py``,
+    locality and accuracy measured as in ``bench/hint_locality.py``). Differentiable in ``ab``
+    and ``hint_ab`` (the reach depends on ``L`` and the mask only); images without hints are
+    unchanged.
     """
-    b, _, h, w = L.shape
     out = []
-    scale = float(max(h, w))
-    ys = torch.arange(h, device=L.device, dtype=torch.float32) / scale
-    xs = torch.arange(w, device=L.device, dtype=torch.float32) / scale
-    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=0).reshape(2, -1)  # (2, HW)
-    for i in range(b):
-        known = mask[i, 0].reshape(-1) > 0.5
-        count = int(known.sum())
-        if count == 0:
+    for i in range(L.shape[0]):
+        known = mask[i, 0] > 0.5
+        if not bool(known.any()):
             out.append(ab[i])
             continue
-        lum = L[i, 0].reshape(-1).float()
-        hint_xy, hint_l = grid[:, known], lum[known]
-        colours = hint_ab[i].reshape(2, -1).float()[:, known].T  # (K, 2)
-        predicted = ab[i].reshape(2, -1).float().T  # (HW, 2)
-        # ab per unit of lightness is what spreads; 1 keeps black pixels finite
-        shade = (
-            lum.clamp(min=1.0)[:, None]
-            if chroma_follows_lightness
-            else torch.ones_like(lum)[:, None]
+        regions, count = ndimage.label(known.cpu().numpy(), structure=np.ones((3, 3)))
+        distance = torch.as_tensor(
+            geodesic_distances(
+                ndimage.gaussian_filter(L[i, 0].detach().float().cpu().numpy(), smooth_l),
+                regions,
+                edge_cost=edge_cost,
+                limit=4 * max(sigma_reach, sigma_xy, sigma_near),
+            ),
+            dtype=torch.float32,
+            device=L.device,
+        ).flatten(1)  # (K, HW)
+        # one hint per region: its pixels' mean lightness, position and colour
+        members = torch.nn.functional.one_hot(
+            torch.as_tensor(regions, device=L.device).reshape(-1).long(), count + 1
+        )[:, 1:].float()  # (HW, K)
+        colour = _hint_mean_colour(
+            _pixel_grid(*L.shape[-2:], L.device),
+            L[i, 0].reshape(-1).float(),
+            ab[i].reshape(2, -1).float().T,
+            hint_ab[i].reshape(2, -1).float().T,
+            members,
+            distance,
+            sigma_xy=sigma_xy,
+            straight_weight=straight_weight,
+            sigma_l=sigma_l,
+            floor=floor,
+            sigma_near=sigma_near,
+            near_weight=near_weight,
+            chroma_follows_lightness=chroma_follows_lightness,
         )
-        # ...but never more chroma than the user gave or the network predicted: a hint on a
-        # near-black pixel would otherwise be multiplied many times over on lighter ones
-        limit = torch.maximum(predicted.norm(dim=1, keepdim=True), colours.norm(dim=1).max())
-        colours, predicted = colours / shade[known], predicted / shade
-        # pixels x hinted pixels in chunks: large hint patches would otherwise need gigabytes
-        chunk = max(1, MAX_SPREAD_PAIRS // count)
-        pieces = []
-        for start in range(0, h * w, chunk):
-            rows = slice(start, start + chunk)
-            d_xy = (grid[:, rows, None] - hint_xy[:, None, :]).pow(2).sum(dim=0)  # (n, K)
-            d_l = (lum[rows, None] - hint_l[None, :]).pow(2)
-            spatial = torch.exp(-d_xy / (2 * sigma_xy**2))
-            if near_weight > 0:
-                spatial = spatial + near_weight * torch.exp(-d_xy / (2 * sigma_near**2))
-            # each hint patch counts once however many pixels it covers: normalise by pixel count
-            weight = torch.exp(-d_l / (2 * sigma_l**2)) * spatial * (25.0 / count)
-            spread = (
-                shade[rows]
-                * (weight @ colours + floor * predicted[rows])
-                / (weight.sum(dim=1, keepdim=True) + floor)
-            )
-            chroma = spread.norm(dim=1, keepdim=True).clamp(min=1e-6)
-            pieces.append(spread * (limit[rows] / chroma).clamp(max=1.0))
-        out.append(torch.cat(pieces).T.reshape(2, h, w).to(ab.dtype))
+        each = torch.exp(-distance.pow(2) / (2 * sigma_reach**2))  # (K, HW)
+        reach = 1 - (1 - each).prod(dim=0)
+        predicted = ab[i].reshape(2, -1).float()
+        moved = predicted + reach * (colour.T - predicted)
+        out.append(moved.reshape(ab[i].shape).to(ab.dtype))
     return torch.stack(out)
+
+
+def _pixel_grid(height: int, width: int, device) -> torch.Tensor:
+    """``(2, HW)`` pixel positions (y, x) in fractions of the image's longer side."""
+    scale = float(max(height, width))
+    ys = torch.arange(height, device=device, dtype=torch.float32) / scale
+    xs = torch.arange(width, device=device, dtype=torch.float32) / scale
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=0).reshape(2, -1)
+
+
+def _hint_mean_colour(
+    grid: torch.Tensor,
+    lum: torch.Tensor,
+    predicted: torch.Tensor,
+    hint_ab: torch.Tensor,
+    members: torch.Tensor,
+    distance: torch.Tensor,
+    *,
+    sigma_xy: float,
+    straight_weight: float,
+    sigma_l: float,
+    floor: float,
+    sigma_near: float,
+    near_weight: float,
+    chroma_follows_lightness: bool,
+) -> torch.Tensor:
+    """Each pixel's weighted mean of the hint colours and its prediction, ``(HW, 2)``.
+
+    ``grid`` (2, HW) pixel positions, ``lum`` (HW,), ``predicted`` and ``hint_ab`` (HW, 2),
+    ``members`` (HW, K) one-hot: which pixels each hint covers, ``distance`` (K, HW): the
+    geodesic distance from each hint.
+    """
+    # ab per unit of lightness is what spreads; 1 keeps black pixels finite
+    shade = lum.clamp(min=1.0)[:, None] if chroma_follows_lightness else lum.new_ones(len(lum), 1)
+    size = members.sum(dim=0)  # (K,) pixels per hint
+    given = (members.T @ hint_ab) / size[:, None]  # (K, 2) each hint's colour
+    # each hint's lightness as a few samples of its pixels' (a patch on an edge has two)
+    hint_l = torch.stack(
+        [
+            torch.quantile(lum[members[:, k] > 0], LIGHTNESS_SAMPLES.to(lum))
+            for k in range(len(size))
+        ]
+    )  # (K, S)
+    per_lightness = hint_l.clamp(min=1.0) if chroma_follows_lightness else torch.ones_like(hint_l)
+    colours = given[:, None, :] / per_lightness[..., None]  # (K, S, 2)
+    hint_xy = (grid @ members) / size
+    # ...but never more chroma than the user gave or the network predicted: a hint on a
+    # near-black pixel would otherwise be multiplied many times over on lighter ones
+    limit = torch.maximum(predicted.norm(dim=1, keepdim=True), given.norm(dim=1).max())
+    predicted = predicted / shade
+    # each hint counts by its area (25 pixels: one 5x5 patch), shared among all hints
+    strength = size * (25.0 / size.sum()) / len(LIGHTNESS_SAMPLES)
+    chunk = max(1, MAX_SPREAD_PAIRS // hint_l.numel())
+    pieces = []
+    for start in range(0, len(lum), chunk):
+        rows = slice(start, start + chunk)
+        near = distance[:, rows].T.pow(2)  # (n, K) squared geodesic distances
+        d_xy = (grid[:, rows, None] - hint_xy[:, None, :]).pow(2).sum(dim=0)  # (n, K)
+        spatial = torch.exp(-near / (2 * sigma_xy**2)) + straight_weight * torch.exp(
+            -d_xy / (2 * sigma_xy**2)
+        )
+        if near_weight > 0:
+            spatial = spatial + near_weight * torch.exp(-near / (2 * sigma_near**2))
+        d_l = (lum[rows, None, None] - hint_l[None]).pow(2)  # (n, K, S)
+        weight = torch.exp(-d_l / (2 * sigma_l**2)) * (spatial * strength)[..., None]
+        weight = weight.flatten(1)  # (n, K * S)
+        spread = (
+            shade[rows]
+            * (weight @ colours.reshape(-1, 2) + floor * predicted[rows])
+            / (weight.sum(dim=1, keepdim=True) + floor)
+        )
+        chroma = spread.norm(dim=1, keepdim=True).clamp(min=1e-6)
+        pieces.append(spread * (limit[rows] / chroma).clamp(max=1.0))
+    return torch.cat(pieces)

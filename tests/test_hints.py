@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from deepcolor.errors import InvalidCondition
+from deepcolor.errors import DeepColorError, InvalidCondition
 from deepcolor.hints import (
     PointHint,
     as_point_hints,
     encode_point_hints,
+    geodesic_distances,
     sample_hints_from_truth,
     saturation_hint,
     spread_hint_colours,
+    wrong_colour_point_hint,
 )
 
 
@@ -135,6 +138,9 @@ def test_saturation_hint_is_mean_chroma_over_110():
 
 # --- spreading hint colours ---------------------------------------------------------------------
 
+#: a broad reach, so that the colour part of the spreading can be checked on its own
+BROAD = {"sigma_reach": 10.0, "edge_cost": 0.0}
+
 
 def two_region_image() -> torch.Tensor:
     """Left half dark (L 30), right half light (L 70)."""
@@ -143,18 +149,70 @@ def two_region_image() -> torch.Tensor:
     return L
 
 
-def test_propagation_follows_lightness_and_fades_with_distance():
+def lined_image(height: int = 80, width: int = 120) -> torch.Tensor:
+    """Two halves of the same lightness (L 60) with a dark line (L 25) between them."""
+    L = torch.full((1, 1, height, width), 60.0)
+    L[..., width // 2 - 3 : width // 2 + 3] = 25.0
+    return L
+
+
+def test_a_hint_stays_on_its_side_of_an_edge_between_regions_of_equal_lightness():
+    L = lined_image()
+    ab = torch.zeros(1, 2, 80, 120)
+    hint_ab, mask = encode_point_hints([PointHint(x=0.2, y=0.5, a=40.0, b=-20.0, size=3)], 80, 120)
+    out = spread_hint_colours(L, ab, hint_ab, mask)
+    assert torch.allclose(out[0, :, 40, 24], torch.tensor([40.0, -20.0]), atol=1.0)
+    assert out[0, 0, :, :54].mean() > 20.0  # the hinted region takes the colour...
+    # ...the other barely moves (a little next to the line, whose blurred edge is lower)
+    assert out[0, :, :, 66:].norm(dim=0).mean() < 1.0
+    assert out[0, :, :, 90:].norm(dim=0).max() < 1.0
+
+
+def test_hints_on_two_regions_are_independent():
+    L = lined_image()
+    ab = torch.zeros(1, 2, 80, 120)
+    given = [PointHint(0.2, 0.5, 40.0, -20.0, 3), PointHint(0.8, 0.5, -30.0, 30.0, 3)]
+    hint_ab, mask = encode_point_hints(given, 80, 120)
+    out = spread_hint_colours(L, ab, hint_ab, mask)
+    left, right = out[0, :, 10:70, 8:48], out[0, :, 10:70, 72:112]
+    assert torch.allclose(left.mean(dim=(1, 2)), torch.tensor([40.0, -20.0]), atol=4.0)
+    assert torch.allclose(right.mean(dim=(1, 2)), torch.tensor([-30.0, 30.0]), atol=4.0)
+
+
+def test_a_hint_fades_with_distance_on_a_flat_surface():
+    L = torch.full((1, 1, 20, 120), 50.0)
+    ab = torch.zeros(1, 2, 20, 120)
+    hint_ab, mask = encode_point_hints([PointHint(x=0.0, y=0.5, a=40.0, b=0.0, size=3)], 20, 120)
+    out = spread_hint_colours(L, ab, hint_ab, mask, sigma_reach=0.2, edge_cost=1.0)
+    profile = out[0, 0].mean(dim=0)
+    assert profile[2] > 39.0
+    assert bool((profile[1:].diff() <= 1e-4).all())  # never grows away from the hint
+    assert profile[-1] < 1.0  # a whole image-length away: the prediction stays
+
+
+def test_two_hints_on_one_surface_cover_the_ground_between_them_more_than_either():
+    L = torch.full((1, 1, 20, 120), 50.0)
+    ab = torch.zeros(1, 2, 20, 120)
+    settings = {"sigma_reach": 0.3, "edge_cost": 1.0}
+    both = [PointHint(0.0, 0.5, 40.0, 0.0, 3), PointHint(1.0, 0.5, 40.0, 0.0, 3)]
+    together = spread_hint_colours(L, ab, *encode_point_hints(both, 20, 120), **settings)
+    alone = spread_hint_colours(L, ab, *encode_point_hints(both[:1], 20, 120), **settings)
+    middle = together[0, 0, 10, 60]
+    assert alone[0, 0, 10, 60] < middle < 40.0
+    # with chances 1 - prod(1 - reach): 1 - (1 - r)^2 for two equal reaches r
+    r = float(alone[0, 0, 10, 60]) / 40.0
+    assert float(middle) / 40.0 == pytest.approx(1 - (1 - r) ** 2, abs=0.02)
+
+
+def test_the_colour_follows_lightness_among_the_hints_that_reach():
     L = two_region_image()
     ab = torch.zeros(1, 2, 20, 40)
     hint_ab, mask = encode_point_hints([PointHint(x=0.1, y=0.5, a=40.0, b=-20.0, size=3)], 20, 40)
-    out = spread_hint_colours(L, ab, hint_ab, mask, sigma_xy=0.5, sigma_l=5.0, floor=0.01)
-    # at the hint: (nearly) its colour; on the dark half: most of it; across the edge: nothing
+    out = spread_hint_colours(L, ab, hint_ab, mask, sigma_l=5.0, floor=0.01, **BROAD)
+    # at the hint: its colour; on the dark half: most of it; across the edge: nothing
     assert torch.allclose(out[0, :, 10, 4], torch.tensor([40.0, -20.0]), atol=1.0)
     assert out[0, 0, 10, 18] > 30.0
     assert out[0, :, :, 21:].abs().max() < 1.0
-    # a large floor keeps far pixels at the prediction
-    near_only = spread_hint_colours(L, ab, hint_ab, mask, sigma_xy=0.05, sigma_l=5.0, floor=1.0)
-    assert near_only[0, 0, 10, 18].abs() < 1.0 < near_only[0, 0, 10, 4]
 
 
 def test_spreading_carries_the_hint_colour_not_its_difference_to_the_prediction():
@@ -164,7 +222,7 @@ def test_spreading_carries_the_hint_colour_not_its_difference_to_the_prediction(
     ab = torch.zeros(1, 2, 20, 40)
     ab[:, 0] = torch.linspace(-20.0, 20.0, 40)  # a left-to-right ramp in a
     hint_ab, mask = encode_point_hints([PointHint(x=0.1, y=0.5, a=40.0, b=-20.0, size=3)], 20, 40)
-    out = spread_hint_colours(L, ab, hint_ab, mask, sigma_xy=0.5, sigma_l=5.0, floor=0.01)
+    out = spread_hint_colours(L, ab, hint_ab, mask, **BROAD)
     dark = out[0, :, :, :20]
     assert torch.allclose(dark[0], torch.full_like(dark[0], 40.0), atol=2.0)
     assert torch.allclose(dark[1], torch.full_like(dark[1], -20.0), atol=2.0)
@@ -179,12 +237,12 @@ def test_a_shaded_part_keeps_the_hue_with_chroma_scaled_by_lightness():
     L[..., 20:] = 57.0  # the same surface, a little shaded (within sigma_l of the hint)
     ab = torch.zeros(1, 2, 20, 40)
     hint_ab, mask = encode_point_hints([PointHint(x=0.1, y=0.5, a=40.0, b=-20.0, size=3)], 20, 40)
-    out = spread_hint_colours(L, ab, hint_ab, mask)
+    out = spread_hint_colours(L, ab, hint_ab, mask, **BROAD)
     shaded = out[0, :, 10, 30]
     assert torch.allclose(out[0, :, 10, 4], torch.tensor([40.0, -20.0]), atol=0.5)
     assert torch.allclose(shaded[0] / shaded[1], torch.tensor(-2.0), atol=0.01)  # same hue
     assert torch.allclose(shaded, torch.tensor([40.0, -20.0]) * 57.0 / 60.0, atol=1.0)
-    plain = spread_hint_colours(L, ab, hint_ab, mask, chroma_follows_lightness=False)
+    plain = spread_hint_colours(L, ab, hint_ab, mask, chroma_follows_lightness=False, **BROAD)
     assert torch.allclose(plain[0, :, 10, 30], torch.tensor([40.0, -20.0]), atol=1.0)
     assert shaded.norm() < plain[0, :, 10, 30].norm() - 1.0
 
@@ -195,7 +253,7 @@ def test_a_hint_on_a_near_black_pixel_is_not_amplified_on_lighter_ones():
     L[..., 20:] = 8.0
     ab = torch.zeros(1, 2, 20, 40)
     hint_ab, mask = encode_point_hints([PointHint(x=0.1, y=0.5, a=30.0, b=30.0, size=3)], 20, 40)
-    out = spread_hint_colours(L, ab, hint_ab, mask)
+    out = spread_hint_colours(L, ab, hint_ab, mask, sigma_l=10.0, **BROAD)
     lighter = out[0, :, 10, 30]
     assert lighter.norm() <= torch.tensor([30.0, 30.0]).norm() + 1e-3
     assert torch.allclose(lighter[0], lighter[1])  # still the hint's hue
@@ -225,7 +283,73 @@ def test_spreading_in_chunks_gives_the_same_colours(monkeypatch):
     hint_ab, mask = encode_point_hints(given, 30, 44)
     hint_ab, mask = hint_ab.repeat(2, 1, 1, 1), mask.repeat(2, 1, 1, 1)
     whole = spread_hint_colours(L, ab, hint_ab, mask)
-    monkeypatch.setattr(hints_module, "MAX_SPREAD_PAIRS", 500)  # 74 hinted px: 6-pixel chunks
+    monkeypatch.setattr(hints_module, "MAX_SPREAD_PAIRS", 10)  # 2 hints: 5-pixel chunks
     chunked = spread_hint_colours(L, ab, hint_ab, mask)
     assert torch.allclose(whole, chunked, atol=1e-4)
     assert not torch.allclose(whole, ab, atol=1.0)  # the hints did change the colours
+
+
+def test_geodesic_distance_crosses_flat_ground_at_its_length_and_pays_for_edges():
+    L = np.full((10, 50), 50.0)
+    sources = np.zeros((10, 50), dtype=int)
+    sources[5, 0] = 1
+    flat = geodesic_distances(L, sources, edge_cost=1.0)[0]
+    assert flat[5, 49] == pytest.approx(49 / 50)  # straight along a row
+    assert flat[0, 5] == pytest.approx(5 * np.sqrt(2) / 50)  # diagonal steps
+    L[:, 25:] = 90.0  # an edge of 40 L: costs 0.4 * edge_cost on top
+    edged = geodesic_distances(L, sources, edge_cost=2.0, limit=2.0)[0]
+    assert edged[5, 49] == pytest.approx(48 / 50 + np.hypot(1 / 50, 0.8), rel=1e-6)
+    assert np.isinf(geodesic_distances(L, sources, edge_cost=2.0, limit=1.5)[0][5, 49])
+
+
+# --- the shipped model: locality through the pipeline -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guided_pipeline():
+    from deepcolor import ColorizationPipeline, create_colorizer
+
+    try:
+        return ColorizationPipeline(create_colorizer("siggraph17"), device="cpu")
+    except DeepColorError as exc:
+        pytest.skip(f"siggraph17 is not available here: {exc}")
+
+
+def ciede2000_change(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    return deltaE_ciede2000(rgb2lab(first / 255.0), rgb2lab(second / 255.0))
+
+
+def test_a_hint_leaves_a_region_of_equal_lightness_behind_an_edge_alone(guided_pipeline):
+    from skimage.color import lab2rgb
+
+    L = np.full((120, 180), 60.0)
+    L[:, 86:94] = 25.0
+    photo = (lab2rgb(np.stack((L, 0 * L, 0 * L), axis=-1)) * 255).round().astype(np.uint8)
+    hint = PointHint(x=0.25, y=0.5, a=20.0, b=35.0, size=5)
+    moved = ciede2000_change(guided_pipeline(photo).rgb, guided_pipeline(photo, hints=[hint]).rgb)
+    assert moved[:, :78].mean() > 10.0  # the hinted region takes the colour
+    assert moved[:, 102:].mean() < 1.0
+
+
+@pytest.mark.slow
+def test_a_wrong_hint_on_a_photo_stays_near_where_it_was_given(guided_pipeline, shared_data):
+    """Kodak's first three photos, one wrong-colour hint each: the far pixels barely move."""
+    from deepcolor.images import load_image, to_uint8
+
+    far_change, far_share = [], []
+    for i, name in enumerate(("kodim01.png", "kodim02.png", "kodim03.png")):
+        photo = to_uint8(load_image(shared_data / "eval" / "kodak24" / name).rgb)
+        hint = wrong_colour_point_hint(photo, seed=i)
+        moved = ciede2000_change(
+            guided_pipeline(photo).rgb, guided_pipeline(photo, hints=[hint]).rgb
+        )
+        h, w = moved.shape
+        ys, xs = np.mgrid[0:h, 0:w]
+        far = np.hypot(ys - hint.y * (h - 1), xs - hint.x * (w - 1)) > 0.1 * np.hypot(h, w)
+        assert moved[~far].mean() > 5.0  # the hint does colour its own neighbourhood
+        far_change.append(moved[far].mean())
+        far_share.append((moved[far] > 5.0).mean())
+    assert np.mean(far_change) <= 8.0
+    assert np.mean(far_share) <= 0.4
