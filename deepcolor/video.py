@@ -11,8 +11,9 @@ Stabilisation (:class:`Stabilizer`): per-frame colourisation guesses each frame'
 so they flicker. The previous *stabilised* ab is carried to the current frame along dense optical
 flow (OpenCV's DIS on L) and blended with the new prediction by a per-pixel confidence that falls
 where the flow is unreliable: a lightness mismatch after warping (occlusions, new content) and a
-forward-backward flow disagreement. When the mean confidence of a frame collapses, the frame
-starts a new shot (a cut): its colours are the per-frame prediction, nothing is carried across.
+forward-backward flow disagreement. When the frame matches the previous one poorly overall (the
+mean of that confidence under a strict lightness tolerance is low), it starts a new shot (a cut):
+its colours are the per-frame prediction, nothing is carried across.
 Flow and blending work on L and ab at a reduced "analysis" size (the model works smaller still);
 the stabilised ab is upsampled and recombined with each frame's own full-resolution L, which is
 never changed. The settings were chosen on clips made from BSDS500 training photos
@@ -64,7 +65,9 @@ class StabilizerSettings:
     lightness_sigma: float = 16.0
     #: forward-backward flow disagreement (analysis pixels) at which confidence is exp(-1/2)
     consistency_sigma: float = 1.5
-    #: a frame whose mean confidence is below this starts a new shot (a cut)
+    #: cut detection: a frame starts a new shot (a cut) when the mean of the same confidence,
+    #: computed with this lightness sigma instead, is below ``cut_confidence``
+    cut_lightness_sigma: float = 6.0
     cut_confidence: float = 0.3
     #: longest side of the analysis size that flow and blending work at
     analysis_side: int = 480
@@ -83,7 +86,7 @@ class Stabilizer:
         self._cv2 = cv2
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         self._previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # gray8, L, ab
-        self.last_confidence = 1.0
+        self.last_continuity = 1.0  # the cut score of the last frame (0 = a cut for sure)
 
     def reset(self) -> None:
         self._previous = None
@@ -98,19 +101,20 @@ class Stabilizer:
         starts_shot = True
         out = ab
         if self._previous is not None and self._previous[0].shape == gray8.shape:
-            warped_ab, confidence = self._carry(gray8, L)
-            self.last_confidence = float(confidence.mean())
-            if self.last_confidence >= self.settings.cut_confidence:
+            warped_ab, confidence, continuity = self._carry(gray8, L)
+            self.last_continuity = continuity
+            if continuity >= self.settings.cut_confidence:
                 weight = (self.settings.history * confidence)[None]
                 out = (weight * warped_ab + (1.0 - weight) * ab).astype(np.float32)
                 starts_shot = False
         else:
-            self.last_confidence = 0.0
+            self.last_continuity = 0.0
         self._previous = (gray8, L, out)
         return out, starts_shot
 
-    def _carry(self, gray8: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The previous result warped onto this frame, and the per-pixel trust in it."""
+    def _carry(self, gray8: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """The previous result warped onto this frame, the per-pixel trust in it, and how well
+        the two frames match overall (the cut score)."""
         cv2, s = self._cv2, self.settings
         prev_gray8, prev_L, prev_ab = self._previous
         backward = self._flow.calc(gray8, prev_gray8, None)  # this frame -> previous
@@ -129,11 +133,14 @@ class Stabilizer:
         round_trip = backward + warp(forward)
         disagreement = np.square(round_trip).sum(axis=-1)
         inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-        confidence = np.exp(
-            -0.5 * np.square(lightness_error) / s.lightness_sigma**2
-            - 0.5 * disagreement / s.consistency_sigma**2
-        ) * inside.astype(np.float32)
-        return warped_ab, confidence.astype(np.float32)
+        error2, flow_term = np.square(lightness_error), 0.5 * disagreement / s.consistency_sigma**2
+        inside = inside.astype(np.float32)
+
+        def trust(sigma: float) -> np.ndarray:
+            return np.exp(-0.5 * error2 / sigma**2 - flow_term) * inside
+
+        continuity = float(trust(s.cut_lightness_sigma).mean())
+        return warped_ab, trust(s.lightness_sigma).astype(np.float32), continuity
 
 
 # --- colourising frames ---------------------------------------------------------------------------
