@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "again. Failed files are listed at the end and the exit code is 1.",
     )
     colorize.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="image files, folders or globs"
+        "inputs", nargs="+", metavar="INPUT", help="image or video files, folders or globs"
     )
     colorize.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     _add_model_args(colorize)
