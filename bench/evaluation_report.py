@@ -21,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from hint_locality import locality_report  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from deepcolor import ColorizationPipeline, create_colorizer  # noqa: E402
@@ -403,6 +404,12 @@ def main() -> None:
             f"Gaussian around the centre, colours the true mean ab; seed {SEED}.",
             "",
             fmt_table(sweep),
+            "",
+            "How local a hint stays (`bench/hint_locality.py`: one hint per photo at a seeded "
+            "random spot with the opposite hue of the truth at chroma 40, against no hint; a "
+            "synthetic photo of two regions of equal lightness split by a dark line, one hinted):",
+            "",
+            *locality_report(pipes["siggraph17"], [load_uint8(p) for p in kodak]),
             "",
         ]
     if "eccv16" in pipes:

@@ -46,7 +46,7 @@ from deepcolor.hints import (  # noqa: E402
     ground_truth_point_hints,
     wrong_colour_point_hint,
 )
-from deepcolor.images import load_image, to_uint8  # noqa: E402
+from deepcolor.images import load_uint8, to_uint8  # noqa: E402
 from deepcolor.metrics import ciede2000, image_metrics, summarize, to_markdown  # noqa: E402
 
 HINT_SIZE = 5  # working pixels, as the evaluation report's hints
@@ -128,11 +128,50 @@ def ground_truth_sweep(
     return summarize(pd.DataFrame(rows))
 
 
+def locality_lines(table: pd.DataFrame, regions: dict[str, float]) -> list[str]:
+    """The locality measurements as a Markdown table (value and bar per row)."""
+    rows = [
+        (
+            "locality: mean change beyond 10 % of the diagonal",
+            f"{table.far_change.mean():.2f}",
+            "<= 8.0",
+        ),
+        (
+            "locality: share of those pixels changed by more than 5",
+            f"{100 * table.far_changed_share.mean():.0f} %",
+            "<= 40 %",
+        ),
+        (
+            "locality: mean change within 10 % of the diagonal",
+            f"{table.near_change.mean():.2f}",
+            "",
+        ),
+        (
+            "two regions: mean change of the hinted region",
+            f"{regions['hinted_region_change']:.2f}",
+            "",
+        ),
+        (
+            "two regions: mean change of the other region",
+            f"{regions['other_region_change']:.2f}",
+            "< 1.0",
+        ),
+    ]
+    return ["| measurement | value | bar |", "|---|---|---|"] + [
+        "| " + " | ".join(row) + " |" for row in rows
+    ]
+
+
+def locality_report(pipe: ColorizationPipeline, photos: list[np.ndarray]) -> list[str]:
+    """Both locality measurements of ``pipe`` on ``photos``, as Markdown table lines."""
+    return locality_lines(locality(pipe, photos), two_regions(pipe))
+
+
 def kodak24(data: Path, limit: int | None) -> list[np.ndarray]:
     files = sorted((data / "eval" / "kodak24").glob("*.png"))[:limit]
     if not files:
         raise SystemExit(f"no Kodak24 photos under {data / 'eval' / 'kodak24'}")
-    return [to_uint8(load_image(path, keep_alpha=False).rgb) for path in files]
+    return [load_uint8(path) for path in files]
 
 
 def parse_setting(text: str) -> tuple[str, float | bool]:
@@ -175,38 +214,14 @@ def main() -> None:
     sweep = ground_truth_sweep(pipe, photos, counts, every_metric=args.every_metric)
     settings = model.propagation or "defaults"
     print(f"siggraph17 hints on {len(photos)} {where} photos; settings {settings}")
-    print("| measurement | value | bar |")
-    print("|---|---|---|")
-    rows = (
-        (
-            "locality: mean change beyond 10 % of the diagonal",
-            f"{table.far_change.mean():.2f}",
-            "<= 8.0",
-        ),
-        (
-            "locality: share of those pixels changed by > 5",
-            f"{100 * table.far_changed_share.mean():.0f} %",
-            "<= 40 %",
-        ),
-        (
-            "locality: mean change within 10 % of the diagonal",
-            f"{table.near_change.mean():.2f}",
-            "",
-        ),
-        ("two regions: change of the hinted region", f"{regions['hinted_region_change']:.2f}", ""),
-        (
-            "two regions: change of the other region",
-            f"{regions['other_region_change']:.2f}",
-            "< 1.0",
-        ),
-    )
+    lines = locality_lines(table, regions)
     bars = {10: "<= 7.3", 50: "<= 5.4"}
-    rows += tuple(
-        (f"ground truth: CIEDE2000 with {count} hints", f"{value:.3f}", bars.get(count, ""))
+    lines += [
+        f"| ground truth: CIEDE2000 with {count} hints | {value:.3f} | {bars.get(count, '')} |"
         for count, value in zip(counts, sweep.ciede2000, strict=True)
-    )
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    ]
+    print("\n".join(lines))
+
     if args.every_metric:
         print()
         print(to_markdown(sweep.drop(columns=["mse"])))

@@ -70,12 +70,12 @@ px before the distances (texture costs less, an edge its full height) moved alon
 5.27 / 3.80: kept. One mean lightness per hint patch cost 0.13 / 0.4 against per-pixel
 lightness (global reach: 4.74 / 3.80); five quantiles of the patch's lightness brought it
 back (4.60 / 3.71). The broad weight in geodesic rather than straight-line distance: 5.01 /
-3.32 (the 50 hints gain, the 10 lose); both, straight-line weighted 0.05: 4.76 / 3.30 (0.015:
-4.80 / 3.24; 0.3: 4.78 / 3.49), kept. Then on all 32 photos, sigma_reach 1.0 / 0.9 with
-edge_cost 4 and smooth_l 1.5: 6.08 / 31 % / 0.83; 5.49 / 4.09 (sigma_reach 0.9 before the
-last two changes: 5.48 / 28 % / 0.41; 5.81 / 4.62, and 1.0: 6.34 / 33 % / 0.83; 5.73 / 4.62).
-The defaults are sigma_reach 1.0, edge_cost 4, smooth_l 1.5, straight_weight 0.05 (1.1 would
-move the second region by more than 1.0 at edge_cost 4).
+3.32 (the 50 hints gain, the 10 lose); both, the straight-line one weighted 0.05: 4.76 / 3.30
+(0.015: 4.80 / 3.24; 0.3: 4.78 / 3.49), kept at 0.1 between them. Then on all 32 photos,
+sigma_reach 1.0, edge_cost 4, smooth_l 1.5, straight_weight 0.1: 6.08 / 31 % / 0.83; 5.49 /
+4.09 (before the last two changes, sigma_reach 0.9: 5.48 / 28 % / 0.41; 5.81 / 4.62, and 1.0:
+6.34 / 33 % / 0.83; 5.73 / 4.62). Those are the defaults (sigma_reach 1.1 would move the
+second region by more than 1.0 at edge_cost 4).
 
     .venv/bin/python bench/tune_hint_propagation.py [--data DIR] [--limit N] [--grid NAME=V1,V2 ...]
 """

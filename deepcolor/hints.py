@@ -239,7 +239,7 @@ def spread_hint_colours(
     edge_cost: float = 4.0,
     smooth_l: float = 1.5,
     sigma_xy: float = 0.5,
-    straight_weight: float = 0.05,
+    straight_weight: float = 0.1,
     sigma_l: float = 5.0,
     floor: float = 0.01,
     sigma_near: float = 0.06,
