@@ -273,7 +273,7 @@ def measure_set(files: list[Path], pipes: dict[str, ColorizationPipeline]) -> pd
         fn = (lambda _path, o: {"reference": o}) if "reference" in pipe.model.needs else None
         label = f"{name} (ground-truth reference)" if fn else name
         frames.append(evaluate(pipe, files, model_label=label, condition_fn=fn, progress=True))
-        if fn:
+        if fn and len(files) > 1:  # a similar photo needs another photo in the set
             refs = {f: similar_reference(f, files) for f in files}
             frame = evaluate(
                 pipe,
