@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .color import rgb_to_luminance
+from .color import L_MAX, rgb_to_luminance
 from .errors import DeepColorError, InvalidVideo
 from .images import IMAGE_SUFFIXES, load_image, to_uint8
 from .pipeline import recombine, reference_tensor
@@ -86,10 +86,6 @@ class Stabilizer:
         self._cv2 = cv2
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         self._previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # gray8, L, ab
-        self.last_continuity = 1.0  # the cut score of the last frame (0 = a cut for sure)
-
-    def reset(self) -> None:
-        self._previous = None
 
     def __call__(self, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray, bool]:
         """``L (h, w)`` and predicted ``ab (2, h, w)`` -> (stabilised ab, whether a shot starts).
@@ -97,18 +93,15 @@ class Stabilizer:
         The first frame and the first frame after a cut are returned exactly as predicted.
         """
         L = np.ascontiguousarray(L, dtype=np.float32)
-        gray8 = np.clip(L * 2.55 + 0.5, 0, 255).astype(np.uint8)
+        gray8 = np.clip(L * (255.0 / L_MAX) + 0.5, 0, 255).astype(np.uint8)  # what DIS takes
         starts_shot = True
         out = ab
         if self._previous is not None and self._previous[0].shape == gray8.shape:
             warped_ab, confidence, continuity = self._carry(gray8, L)
-            self.last_continuity = continuity
             if continuity >= self.settings.cut_confidence:
                 weight = (self.settings.history * confidence)[None]
                 out = (weight * warped_ab + (1.0 - weight) * ab).astype(np.float32)
                 starts_shot = False
-        else:
-            self.last_continuity = 0.0
         self._previous = (gray8, L, out)
         return out, starts_shot
 
@@ -265,14 +258,6 @@ class ClipInfo:
 
 
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
-
-
-def is_frame_folder(path: Path) -> bool:
-    """A folder whose images are named with a frame number (``frame_0001.png``, ``0001.jpg``)."""
-    if not path.is_dir():
-        return False
-    images = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-    return bool(images) and all(_NUMBERED.match(p.stem) for p in images)
 
 
 def is_video_file(path: Path) -> bool:
