@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .color import L_MAX, rgb_to_luminance
+from .color import rgb_to_luminance
 from .errors import DeepColorError, InvalidVideo
 from .images import IMAGE_SUFFIXES, load_image, to_uint8
 from .pipeline import recombine, reference_tensor
@@ -93,7 +93,7 @@ class Stabilizer:
         The first frame and the first frame after a cut are returned exactly as predicted.
         """
         L = np.ascontiguousarray(L, dtype=np.float32)
-        gray8 = np.clip(L * (255.0 / L_MAX) + 0.5, 0, 255).astype(np.uint8)  # what DIS takes
+        gray8 = np.clip(L * 2.55 + 0.5, 0, 255).astype(np.uint8)  # L 0..100 -> 8 bits for DIS
         starts_shot = True
         out = ab
         if self._previous is not None and self._previous[0].shape == gray8.shape:
