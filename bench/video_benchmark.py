@@ -42,7 +42,9 @@ import torch
 from skimage.color import rgb2lab
 
 from deepcolor import ColorizationPipeline
-from deepcolor.images import load_image, to_uint8
+from deepcolor.datasets import eval_data_folder
+from deepcolor.errors import DeepColorError
+from deepcolor.images import load_uint8
 from deepcolor.metrics import ciede2000
 from deepcolor.registry import DEFAULT_AUTOMATIC
 from deepcolor.video import DEFAULT_STABILIZER, StabilizerSettings, colorize_frames, colorize_video
@@ -202,7 +204,7 @@ def flicker(frames_rgb: list[np.ndarray], maps: list[tuple | None]) -> float:
 def read_photos(data: Path, which: str) -> list[np.ndarray]:
     if which == "kodak24":
         files = sorted((data / "eval" / "kodak24").glob("*.png"))
-        return [to_uint8(load_image(f, keep_alpha=False).rgb) for f in files]
+        return [load_uint8(f) for f in files]
     import io
 
     import pandas as pd
@@ -393,7 +395,7 @@ def peak_memory(frames: list[np.ndarray], model: str, counts=(100, 2000)) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("DEEPCOLOR_EVAL_DATA"))
+    parser.add_argument("--data", help="the data folder (default: $DEEPCOLOR_EVAL_DATA)")
     parser.add_argument("--model", default=DEFAULT_AUTOMATIC)
     parser.add_argument("--tune", action="store_true", help="sweep settings on BSDS500 clips")
     parser.add_argument("--skip-speed", action="store_true")
@@ -409,9 +411,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.peak_memory:
         return peak_memory_child(args.peak_memory, args.model)
-    if not args.data:
-        parser.error("give --data (the evaluation data folder) or set DEEPCOLOR_EVAL_DATA")
-    data = Path(args.data)
+    try:
+        data = eval_data_folder(args.data)
+    except DeepColorError as exc:
+        parser.error(str(exc))
     pipe = ColorizationPipeline(args.model, device="cpu")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"model {args.model}, torch threads {torch.get_num_threads()}, load average {load}")
