@@ -205,15 +205,10 @@ def read_photos(data: Path, which: str) -> list[np.ndarray]:
     if which == "kodak24":
         files = sorted((data / "eval" / "kodak24").glob("*.png"))
         return [load_uint8(f) for f in files]
-    import io
-
     import pandas as pd
-    from PIL import Image
 
     table = pd.read_parquet(data / "train/bsds500/data/train-00000-of-00001.parquet")
-    return [
-        np.asarray(Image.open(io.BytesIO(cell["bytes"])).convert("RGB")) for cell in table["image"]
-    ]
+    return [load_uint8(cell["bytes"]) for cell in table["image"]]
 
 
 def make_clips(photos, size, seed: int) -> list[tuple[list[Frame], int]]:
