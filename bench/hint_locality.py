@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout import bsds_validation_photos  # noqa: E402
 
 from deepcolor import ColorizationPipeline, create_colorizer  # noqa: E402
+from deepcolor.datasets import eval_data_folder  # noqa: E402
+from deepcolor.errors import DeepColorError  # noqa: E402
 from deepcolor.hints import (  # noqa: E402
     PointHint,
     ground_truth_point_hints,
@@ -187,7 +189,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--data",
-        default=os.environ.get("DEEPCOLOR_EVAL_DATA"),
+        default=None,
         help="data folder with eval/kodak24 and train/bsds500 (default: $DEEPCOLOR_EVAL_DATA)",
     )
     parser.add_argument("--limit", type=int, help="use only the first N photos")
@@ -198,10 +200,11 @@ def main() -> None:
         "--every-metric", action="store_true", help="the sweep with PSNR, SSIM, colourfulness"
     )
     args = parser.parse_args()
-    if not args.data:
-        raise SystemExit("give the data folder: --data DIR or DEEPCOLOR_EVAL_DATA=DIR")
+    try:
+        data = eval_data_folder(args.data)
+    except DeepColorError as exc:
+        parser.error(str(exc))
     torch.set_num_threads(1)
-    data = Path(args.data)
     photos = bsds_validation_photos(args.limit, data) if args.heldout else kodak24(data, args.limit)
     model = create_colorizer("siggraph17")
     model.propagation = dict(parse_setting(s) for s in args.set)

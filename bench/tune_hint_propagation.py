@@ -1,9 +1,9 @@
-"""Choose siggraph17's hint-propagation settings on bsds500's validation photos (issue 9).
+"""Choose siggraph17's hint-propagation settings on bsds500's validation photos.
 
 The evaluation sets (Kodak24, McMaster18, CBSD68) are never used here: the 32 photos of
-``../shared/data/train/bsds500`` split ``validation`` are. For every setting in a small grid, the
-mean CIEDE2000 with 5, 10 and 20 ground-truth hints (the report's sampler, fixed seeds) is
-printed, best last; the winner belongs in the defaults of
+``train/bsds500`` split ``validation`` of the data folder (``--data`` or
+``DEEPCOLOR_EVAL_DATA``) are. For every setting in a small grid, the mean CIEDE2000 with 5, 10
+and 20 ground-truth hints (the report's sampler, fixed seeds) is printed, best last; the winner belongs in the defaults of
 ``deepcolor.hints.spread_hint_colours``.
 
     .venv/bin/python bench/tune_hint_propagation.py [--limit N]
@@ -37,7 +37,7 @@ its own L + k, so a shaded part keeps the hue with less chroma; all 32 photos, m
 5.51, k = 0 5.47, k = -8 5.56, k = 25 5.52; k = 0 with (L)^0.7 / (L)^1.5 5.49 / 5.49, with
 sigma_l 4 / 7 5.48 / 5.52, with the patch's mean L at the hint 5.48; k = 16 with sigma_xy
 0.35 / 0.7 5.52 / 5.53, floor 0.003 / 0.03 5.52 / 5.52, sigma_near 0.04 / 0.09 5.57 / 5.52.
-Also tried in the same session (plain ab): filling in with zeros instead of the network 5.58
+Also tried at that stage (plain ab): filling in with zeros instead of the network 5.58
 and with the ground truth (an oracle) 5.44, so the filling-in matters little; a hint-only
 fallback before the network 5.56; sigma_xy growing as hints get fewer
 (0.5 (10 / n)^0.25 / ^0.5) 5.56 / 5.55. Shipped: ab / L (``chroma_follows_lightness``),
@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sys
 from pathlib import Path
 
@@ -96,6 +95,8 @@ from heldout import bsds_validation_photos  # noqa: E402
 from hint_locality import ground_truth_sweep, locality, parse_setting, two_regions  # noqa: E402
 
 from deepcolor import ColorizationPipeline, create_colorizer  # noqa: E402
+from deepcolor.datasets import eval_data_folder  # noqa: E402
+from deepcolor.errors import DeepColorError  # noqa: E402
 
 GRID = {"sigma_reach": (0.9, 1.0, 1.1), "edge_cost": (3.0, 4.0)}
 #: the locality a setting must keep on the held-out photos (a margin under the bars)
@@ -106,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
-        default=os.environ.get("DEEPCOLOR_EVAL_DATA"),
+        default=None,
         help="data folder with train/bsds500 (default: $DEEPCOLOR_EVAL_DATA)",
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N photos")
@@ -115,8 +116,10 @@ def main() -> None:
     )
     parser.add_argument("--set", action="append", default=[], help="fixed NAME=VALUE")
     args = parser.parse_args()
-    if not args.data:
-        raise SystemExit("give the data folder: --data DIR or DEEPCOLOR_EVAL_DATA=DIR")
+    try:
+        data = eval_data_folder(args.data)
+    except DeepColorError as exc:
+        parser.error(str(exc))
     torch.set_num_threads(1)
     grid = GRID
     if args.grid:
@@ -125,7 +128,7 @@ def main() -> None:
             name, _, values = item.partition("=")
             grid[name] = tuple(parse_setting(f"{name}={v}")[1] for v in values.split(","))
     fixed = dict(parse_setting(s) for s in args.set)
-    photos = bsds_validation_photos(args.limit, args.data)
+    photos = bsds_validation_photos(args.limit, data)
     model = create_colorizer("siggraph17")
     pipe = ColorizationPipeline(model, device="cpu")
     rows = []
