@@ -15,7 +15,14 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train_support import HERE, read_config, reset_accelerate, tiny_args, write_hub_layout
+from test_train_support import (
+    HERE,
+    read_config,
+    reset_accelerate,
+    tiny_args,
+    tiny_models_registered,
+    write_hub_layout,
+)
 
 from train.loop import main
 from train.records import read_metrics
@@ -31,7 +38,7 @@ def test_two_process_cpu_run_matches_one_process_run(tmp_path, monkeypatch):
     common = ("--max_train_steps", "6", "--validation_steps", "3", "--checkpointing_steps", "3")
 
     two = tmp_path / "two"
-    argv = tiny_args(hub, two, *common, "--import_modules", "test_train_support")
+    argv = tiny_args(hub, two, *common, "--import_modules", "tiny_models_worker")
     argv[argv.index("--train_batch_size") + 1] = "2"  # per process: global batch 4
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
     launcher += ["--num_processes", "2", "--num_machines", "1", "--main_process_port", "0"]
@@ -52,7 +59,8 @@ def test_two_process_cpu_run_matches_one_process_run(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     try:
         reset_accelerate()
-        assert main(tiny_args(hub, one, *common)) == 0  # batch 4 in one process
+        with tiny_models_registered():
+            assert main(tiny_args(hub, one, *common)) == 0  # batch 4 in one process
     finally:
         reset_accelerate()
         torch.set_num_threads(threads)

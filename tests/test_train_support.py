@@ -1,14 +1,17 @@
 """Shared pieces of the training tests: tiny test-only models and tiny datasets on disk.
 
-Importing this module registers two test-only colourisers, ``tiny-test`` (L only) and
-``tiny-exemplar-test`` (needs a reference); the training subprocesses import it with
-``--import_modules test_train_support``. The photos have a colour that follows their lightness
+Two test-only colourisers, ``tiny-test`` (L only) and ``tiny-exemplar-test`` (needs a
+reference), are registered only while :func:`tiny_models_registered` (or the ``isolated_run``
+fixture) is active, so the global registry does not depend on which tests ran; a training
+subprocess registers them with ``--import_modules tiny_models_worker``. The photos have a colour that follows their lightness
 (bright = orange, dark = blue), so a 2-layer network learns them in a few steps.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +22,8 @@ from PIL import Image
 from torch import nn
 
 from deepcolor.color import normalize_ab, normalize_l, rgb_to_lab
-from deepcolor.errors import DuplicateModel
 from deepcolor.models.base import Colorizer
-from deepcolor.registry import register_colorizer
+from deepcolor.registry import registered_colorizer
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,14 +67,21 @@ class TinyExemplarColorizer(TinyColorizer):
         return torch.cat([normalize_l(L), mean_ab.expand(-1, -1, *L.shape[-2:])], dim=1)
 
 
-for _name, _cls, _needs in (
+#: (registry name, class, needs) of the test-only models
+TINY_MODELS = (
     ("tiny-test", TinyColorizer, ()),
     ("tiny-exemplar-test", TinyExemplarColorizer, ("reference",)),
-):
-    try:
-        register_colorizer(_name, summary="test-only tiny model", needs=_needs)(_cls)
-    except DuplicateModel:  # imported twice under two names
-        pass
+)
+TINY_SUMMARY = "test-only tiny model"
+
+
+@contextmanager
+def tiny_models_registered() -> Iterator[None]:
+    """The tiny test-only models in the registry for the ``with`` block only."""
+    with ExitStack() as stack:
+        for name, cls, needs in TINY_MODELS:
+            stack.enter_context(registered_colorizer(name, cls, summary=TINY_SUMMARY, needs=needs))
+        yield
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,7 +198,8 @@ def reset_accelerate() -> None:
 
 @pytest.fixture
 def isolated_run(tmp_path, monkeypatch):
-    """A private datasets cache, one torch thread and fresh accelerate state for a test's runs.
+    """A private datasets cache, one torch thread, fresh accelerate state and the tiny models
+    registered for a test's runs.
 
     Tiny convolutions gain nothing from threads, which only add contention on a shared CPU.
     """
@@ -199,7 +209,8 @@ def isolated_run(tmp_path, monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     reset_accelerate()
-    yield
+    with tiny_models_registered():
+        yield
     reset_accelerate()
     torch.set_num_threads(threads)
 
@@ -208,11 +219,15 @@ def read_config(run: Path) -> dict:
     return json.loads((run / "config.json").read_text())
 
 
-def test_tiny_models_are_registered_and_learnable_data_has_colour():
+def test_tiny_models_are_registered_only_inside_the_block_and_data_has_colour():
+    from deepcolor.errors import UnknownModel
     from deepcolor.metrics import colourfulness
     from deepcolor.registry import colorizer_info
 
-    assert colorizer_info("tiny-exemplar-test").needs == ("reference",)
+    with tiny_models_registered():
+        assert colorizer_info("tiny-exemplar-test").needs == ("reference",)
+    with pytest.raises(UnknownModel):
+        colorizer_info("tiny-test")
     photos = make_photos(3)
     assert all(colourfulness(p) > 15 for p in photos)
     assert all(colourfulness(p) == 0 for p in make_photos(2, gray=True))
