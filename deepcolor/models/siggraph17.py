@@ -19,10 +19,13 @@ Two variants of one class:
   path learns far more slowly, so the decoder, next to the output, takes them.)
 
 Hint spreading (compact variant by default, ``propagate_hints``): after the network, each
-hint's colour is spread to nearby pixels of similar lightness, and the network's colours fill
-in where no hint reaches (:func:`deepcolor.hints.spread_hint_colours`, whose defaults were
-chosen on bsds500 validation photos), so every hint shows where it was given even where the
-small network follows it only loosely. The ``full`` variant stays the published network.
+hint's colour is carried over the region it was given in and no further. Its reach falls off
+with the geodesic distance from the hint over the lightness image, so a lightness edge stops
+it; the reached pixels move towards the hints of similar lightness, and the network's colours
+stay wherever no hint reaches (:func:`deepcolor.hints.spread_hint_colours`, whose defaults were
+chosen on bsds500 validation photos). So every hint shows on its own surface even where the
+small network follows it only loosely, and changes nothing far away or behind an edge. The
+``full`` variant stays the published network.
 
 Training (:meth:`training_loss`) simulates hints from the ground truth the way the paper does
 (:func:`deepcolor.hints.sample_hints_from_truth`: geometric count with p = 1/8, 1..9 px patches
