@@ -308,14 +308,20 @@ def guided_tab(catalog: ModelCatalog) -> None:
     def recolor_selected(value, hint_list, sel, picked):
         return refreshed(value, guided_ui.recolor_hint(hint_list, sel, picked), sel)
 
+    # The suggestions belong to the hint they were asked for: gone with it, or when another
+    # hint is selected by its number.
     @handler
     def remove_selected(value, hint_list, sel):
         hint_list = guided_ui.remove_hint(hint_list, sel)
-        return refreshed(value, hint_list, min(int(sel or 0), len(hint_list)))
+        return (*refreshed(value, hint_list, min(int(sel or 0), len(hint_list))), no_suggestions)
 
     @handler
     def clear_all(value):
-        return refreshed(value, [], 0)
+        return (*refreshed(value, [], 0), no_suggestions)
+
+    @handler
+    def select_by_number(value, hint_list, sel):
+        return (refreshed(value, hint_list, sel)[1] if value else None), no_suggestions
 
     @handler
     def colorize(value, model_name, hint_list, use_sat, sat, ref):
@@ -355,8 +361,13 @@ def guided_tab(catalog: ModelCatalog) -> None:
             [*state, ui.color],
         ),
         (ui.recolor.click, recolor_selected, [ui.image, ui.hints, ui.selected, ui.color], state),
-        (ui.remove.click, remove_selected, [ui.image, ui.hints, ui.selected], state),
-        (ui.clear.click, clear_all, [ui.image], state),
+        (
+            ui.remove.click,
+            remove_selected,
+            [ui.image, ui.hints, ui.selected],
+            [*state, ui.suggestions],
+        ),
+        (ui.clear.click, clear_all, [ui.image], [*state, ui.suggestions]),
     ]
     names = ["load", "click", "use_suggestion", "recolor", "remove", "clear"]
     # One run at a time, in order: an earlier run finishing late must not overwrite a later one.
@@ -374,9 +385,9 @@ def guided_tab(catalog: ModelCatalog) -> None:
     upload_again = gr.update(value=None, visible=True)
     ui.another.click(lambda: upload_again, None, ui.image, queue=False, api_visibility="private")
     ui.selected.input(
-        handler(lambda v, h, s: refreshed(v, h, s)[1] if v else None),
+        select_by_number,
         [ui.image, ui.hints, ui.selected],
-        ui.board,
+        [ui.board, ui.suggestions],
         preprocess=False,
         api_visibility="private",
     )

@@ -549,6 +549,18 @@ def test_every_action_has_an_api_name(catalog):
             assert not returned["label"].startswith("value_"), (endpoint, returned)
 
 
+def test_suggestions_go_with_the_hint_they_were_asked_for(catalog, photo):
+    import app
+
+    fns = {fn.api_name: fn.fn for fn in app.build_app(catalog).fns.values() if fn.api_name}
+    hints = guided_ui.add_hint(guided_ui.add_hint([], 0.2, 0.2, "#ff0000"), 0.8, 0.8, "#0000ff")
+    for outputs in (fns["guided_remove"](str(photo), hints, 1), fns["guided_clear"](str(photo))):
+        suggestions = outputs[-1]  # the Radio of suggested colours, after the hint state
+        assert suggestions["visible"] is False and suggestions["choices"] == []
+    left = fns["guided_remove"](str(photo), hints, 1)[0]
+    assert [h["color"] for h in left] == ["#0000ff"]
+
+
 # --- diffusion weights (Prompt tab) ----------------------------------------------------------------
 class _Sources:
     def __init__(self, *sources: str) -> None:
