@@ -23,7 +23,6 @@ from torch import nn
 
 from ..color import NUM_AB_BINS, annealed_mean, normalize_l
 from ..registry import register_colorizer
-from ._layers import MAX_CHROMA_GAIN as MAX_CHROMA_GAIN  # the app's gain slider reads it here
 from ._layers import (
     PACKAGE_ENCODER,
     AbHead,

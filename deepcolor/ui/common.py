@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from ..color import gray_rgb_from_l, rgb_to_lab
+from ..color import gray_rgb_from_l
 from ..errors import DeepColorError, ImageTooLarge, InvalidImage
 from ..images import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_pil, to_uint8
+from ..pipeline import lightness
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = logging.getLogger("deepcolor.app")
@@ -176,12 +177,6 @@ def _decode(value: Any, limit: int, what: str) -> LoadedImage:
     if path is not None:
         loaded.source = display_name(value)
     return loaded
-
-
-def lightness(image: LoadedImage) -> torch.Tensor:
-    """The image's CIELAB L as ``(1, 1, H, W)`` float64 (what every model starts from)."""
-    rgb = torch.from_numpy(image.rgb).permute(2, 0, 1)
-    return rgb_to_lab(rgb)[:1].unsqueeze(0)
 
 
 @functools.lru_cache(maxsize=1)

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DeepColorError, InvalidCondition, number_in_range
-from ..models.unet import MAX_CHROMA_GAIN
+from ..models._layers import MAX_CHROMA_GAIN
 from .common import gray_from_l, load_input, new_folder, save_png
 from .models import ModelCatalog
 

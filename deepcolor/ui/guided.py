@@ -22,8 +22,9 @@ from ..color import ab_histogram, rgb_to_lab
 from ..errors import InvalidCondition
 from ..hints import PointHint, as_point_hints
 from ..images import LoadedImage, load_image, to_uint8
+from ..pipeline import lightness
 from ..suggestions import DEFAULT_COUNT, SuggestedColor
-from .common import gray_from_l, gray_uint8, lightness, load_input, new_folder, save_png
+from .common import gray_from_l, gray_uint8, load_input, new_folder, save_png
 from .models import ModelCatalog
 
 HINT_HEADERS = ["#", "x", "y", "colour", "a", "b"]  # the patch size stays in the JSON list
