@@ -58,14 +58,13 @@ def crossed_rate(
 
 BOOTSTRAP_CELLS = 4_000_000  # floats per chunk of replicates: about 32 MB, whatever the study
 
+#: per-trial outcomes (1 = success) and per-trial labels (participant or photo ids)
+Outcomes = Sequence[float] | np.ndarray
+Labels = Sequence | np.ndarray
+
 
 def bootstrap_replicates(
-    outcomes: Sequence[float] | np.ndarray,
-    participants: Sequence | np.ndarray,
-    photos: Sequence | np.ndarray,
-    *,
-    reps: int = 2000,
-    seed: int = 0,
+    outcomes: Outcomes, participants: Labels, photos: Labels, *, reps: int = 2000, seed: int = 0
 ) -> np.ndarray:
     """The rate in each replicate of a bootstrap over participants *and* photos.
 
@@ -108,9 +107,9 @@ def bootstrap_replicates(
 
 
 def bootstrap_interval(
-    outcomes: Sequence[float] | np.ndarray,
-    participants: Sequence | np.ndarray,
-    photos: Sequence | np.ndarray,
+    outcomes: Outcomes,
+    participants: Labels,
+    photos: Labels,
     *,
     reps: int = 2000,
     seed: int = 0,
