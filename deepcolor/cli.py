@@ -268,6 +268,19 @@ def _conditions(args) -> dict:
     return conditions
 
 
+#: the option that gives each condition a model may need
+CONDITION_OPTIONS = {"reference": "--reference PHOTO", "prompt": "--prompt TEXT"}
+
+
+def _check_conditions(model, conditions: dict) -> None:
+    """A model's conditions, checked before any work; a missing one is named by its option."""
+    missing = [name for name in model.needs if conditions.get(name) is None]
+    if missing:
+        options = " and ".join(CONDITION_OPTIONS.get(name, name) for name in missing)
+        raise InvalidCondition(f"model {model.name!r} needs {', '.join(missing)}: give {options}")
+    model.check_conditions(conditions)
+
+
 def _without_name(reason: str, path: Path) -> str:
     prefix = f"{path.name}: "
     return reason[len(prefix) :] if reason.startswith(prefix) else reason
@@ -306,7 +319,7 @@ def cmd_colorize(args) -> int:
         print(choice.line(), file=sys.stderr)
         args.model = choice.name
     pipe = _pipeline(args, args.model)  # an unknown model fails before anything is created
-    pipe.model.check_conditions(conditions)
+    _check_conditions(pipe.model, conditions)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -356,6 +369,17 @@ def _writable_parent(path: str | None) -> None:
             raise DeepColorError(f"cannot create the folder of {path}: {exc.strerror}") from None
 
 
+def _write_atomically(path: str, write) -> None:
+    """``write(handle)`` into ``path`` through a temporary file: a failure leaves nothing."""
+    from .atomic import atomic_open
+
+    try:
+        with atomic_open(path) as handle:
+            write(handle)
+    except OSError as exc:
+        raise DeepColorError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def cmd_evaluate(args) -> int:
     import pandas as pd
 
@@ -364,7 +388,7 @@ def cmd_evaluate(args) -> int:
     conditions = _conditions(args)
     pipes = {name: _pipeline(args, name) for name in args.models}
     for pipe in pipes.values():  # every model's mistake before any model's work
-        pipe.model.check_conditions(conditions)
+        _check_conditions(pipe.model, conditions)
     check_originals(args.folder)
     _writable_parent(args.csv)
     _writable_parent(args.markdown)
@@ -376,10 +400,10 @@ def cmd_evaluate(args) -> int:
     table = to_markdown(summarize(frame))
     print(table)
     if args.csv:
-        frame.to_csv(args.csv, index=False)
+        _write_atomically(args.csv, lambda handle: frame.to_csv(handle, index=False))
         print(f"per-image figures written to {args.csv}")
     if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+        _write_atomically(args.markdown, lambda handle: handle.write(f"{table}\n".encode()))
         print(f"summary table written to {args.markdown}")
     return 0
 

@@ -147,7 +147,7 @@ def test_a_mistake_that_fails_every_photo_stops_at_once(tmp_path, capsys):
     cases = [
         (["--model", "tint", "--chroma-gain", "2"], "does not take chroma_gain"),
         (["--model", "blend", "--temperature", "0.3"], "does not take temperature"),
-        (["--model", "exemplar"], "needs reference"),
+        (["--model", "exemplar"], "needs reference: give --reference PHOTO"),
         (["--model", "exemplar", "--reference", str(tmp_path / "none.png")], "none.png"),
         (["--chroma-gain", "-1"], "chroma_gain must be between 0 and 4"),
         (["--device", "tpu"], "unknown device 'tpu'"),
@@ -212,6 +212,23 @@ def test_evaluate_takes_conditions_and_writes_into_new_folders(tmp_path, capsys)
 
     frame = pd.read_csv(csv)
     assert (frame["colourfulness"] < 0.5).all()  # gain 0: no colour at all
+
+
+def test_evaluate_leaves_no_half_written_csv(tmp_path, capsys, monkeypatch):
+    """A write that fails half-way (a full disk) is one error line and leaves no file behind."""
+    import pandas as pd
+
+    _write(tmp_path / "set" / "0.png")
+    csv = tmp_path / "results" / "r.csv"
+
+    def disk_full(frame, handle, **kwargs):
+        handle.write(b"model,image\n")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+    assert main(["evaluate", str(tmp_path / "set"), "-m", "gray", "--csv", str(csv)]) == 1
+    assert f"cannot write {csv}: No space left on device" in capsys.readouterr().err
+    assert list(csv.parent.iterdir()) == []
 
 
 def test_evaluate_refuses_a_grayscale_original(tmp_path, capsys):
