@@ -24,9 +24,13 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .loadtest import LoadResult, ServerProcess, _Http, client_address, flood_joins, simulate
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 TOKEN = "acceptance-organiser-token"
 IGNORED_HEADERS = {"date"}  # the clock, the same for both images up to a second
@@ -148,26 +152,34 @@ def truth_from_db(url: str) -> dict[str, str]:
         db.dispose()
 
 
+def stored_answer_keys(session: Session) -> list[tuple[str, str]]:
+    """(trial public id, submit key) of every stored answer, duplicates included."""
+    from sqlalchemy import select
+
+    from .db import Response, Trial
+
+    query = select(Trial.public_id, Response.submit_key)
+    return [
+        tuple(row) for row in session.execute(query.join(Response, Response.trial_id == Trial.id))
+    ]
+
+
 def stored_once(result: LoadResult, url: str) -> dict[str, int]:
     """acknowledged / stored / lost (acknowledged, not in the database) / duplicated."""
     from sqlalchemy import func, select
 
-    from .db import Database, Response, Trial
+    from .db import Database, Response
 
     db = Database(url, create=False)
     try:
         with db.read() as session:
-            rows = session.execute(
-                select(Trial.public_id, Response.submit_key).join(
-                    Response, Response.trial_id == Trial.id
-                )
-            ).all()
+            rows = stored_answer_keys(session)
             per_trial = session.execute(
                 select(func.count()).select_from(Response).group_by(Response.trial_id)
             ).all()
     finally:
         db.dispose()
-    stored = {tuple(r) for r in rows}
+    stored = set(rows)
     acknowledged = {a for p in result.participants for a in p.acknowledged + p.recovered}
     return {
         "acknowledged": len(acknowledged),

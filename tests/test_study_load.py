@@ -22,10 +22,11 @@ from study.audit import (
     cell_balance,
     make_photos,
     score_rules,
+    stored_answer_keys,
     stored_once,
     truth_from_db,
 )
-from study.db import Database, Participant, Response, Trial
+from study.db import Database, Participant, Response
 from study.loadtest import ServerProcess, flood_joins, postgres_schema, simulate
 from study.prepare import prepare_study
 
@@ -55,11 +56,7 @@ def stored_answers(url):
     db = Database(url)
     try:
         with db.read() as session:
-            answers = session.execute(
-                select(Trial.public_id, Response.submit_key).join(
-                    Response, Response.trial_id == Trial.id
-                )
-            ).all()
+            answers = stored_answer_keys(session)
             total = session.scalar(select(func.count()).select_from(Response))
             progress = session.execute(
                 select(Participant.token, Participant.answered, Participant.finished_at)
@@ -67,7 +64,7 @@ def stored_answers(url):
     finally:
         db.dispose()
     return (
-        {tuple(a) for a in answers},
+        set(answers),
         total,
         {token: (answered, finished) for token, answered, finished in progress},
     )

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select
 
+from study.audit import make_photos as colourful_photos
 from study.cli import main
 from study.db import Database, Participant, Response, Trial
 from study.manifest import read_manifest
@@ -26,17 +27,9 @@ PHOTOS = 8  # = test + practice trials: each participant sees every photo once
 
 
 def make_photos(folder, count=PHOTOS, size=(48, 36)):
-    folder.mkdir(parents=True, exist_ok=True)
-    w, h = size
-    y, x = np.mgrid[0:h, 0:w]
-    for i in range(count):
-        rgb = np.stack(
-            [(x * 5 + 40 * i) % 256, (y * 7 + 30 * i) % 256, ((x + y) * 3 + 70 * i) % 256], -1
-        )
-        Image.fromarray(rgb.astype(np.uint8)).save(folder / f"photo{i}.png")
-    Image.fromarray(np.full((h, w, 3), 120, np.uint8)).save(
-        folder / "grey.png"
-    )  # no colour: skipped
+    """``count`` colourful photos and a gray one (which prepare skips)."""
+    colourful_photos(folder, count, size)
+    Image.fromarray(np.full((size[1], size[0], 3), 120, np.uint8)).save(folder / "grey.png")
     return folder
 
 
