@@ -10,9 +10,14 @@ they can be had here without loading or downloading anything.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ModelUnavailable, WeightsNotDownloaded
+
+if TYPE_CHECKING:
+    import torch
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 #: the weights spec naming a model's official published checkpoint
@@ -157,3 +162,37 @@ def hub_offline_message(repo_id: str, model_name: str) -> str:
         f"{_fetch_advice(repo_id, model_name)} and pass that folder as --weights FOLDER, or "
         "unset HF_HUB_OFFLINE."
     )
+
+
+def read_state_dict(
+    path: Path, *, wrapper: str, what: str = "", advice: str = ""
+) -> dict[str, torch.Tensor]:
+    """The state dict in a ``.safetensors`` or PyTorch file (tensors only, loaded on the CPU,
+    nothing executed), also when the file wraps it as ``{wrapper: state_dict}``.
+
+    An unreadable file or one holding anything else raises :class:`ModelUnavailable`: ``what``
+    starts its message, ``advice`` ends it.
+    """
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            loaded = load_file(str(path))
+        else:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch and safetensors raise many types for a damaged file
+        raise ModelUnavailable(
+            f"{what}cannot read {path}: not a readable PyTorch checkpoint "
+            f"({type(exc).__name__}: {exc}){advice}"
+        ) from exc
+    if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):
+        loaded = loaded[wrapper]
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
+        raise ModelUnavailable(
+            f"{what}{path} does not hold a state dict of tensors (nor {{{wrapper!r}: ...}}){advice}"
+        )
+    return dict(loaded)

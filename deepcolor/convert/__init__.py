@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import DeepColorError, ModelUnavailable
+from ..weights import read_state_dict
 
 #: BatchNorm's step counter: torch >= 0.4.1 writes it, older checkpoints lack it
 NUM_BATCHES_TRACKED = "num_batches_tracked"
@@ -85,20 +86,8 @@ def read_torch_checkpoint(
     )
     if not path.is_file():
         raise ModelUnavailable(f"the {what} checkpoint {path} does not exist: {how}")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise ModelUnavailable(
-            f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc}); {how}"
-        ) from exc
     # some tools wrap the weights as {"state_dict": ...}; the official files are plain dicts
-    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in loaded.values()
-    ):
-        raise ModelUnavailable(f"{path} does not hold a state dict of tensors; {how}")
-    return dict(loaded)
+    return read_state_dict(path, wrapper="state_dict", advice=f"; {how}")
 
 
 def remap_state_dict(

@@ -438,12 +438,21 @@ def _check_published_options(options: dict[str, Any]) -> None:
         )
 
 
-@register_colorizer(
+def register_published_ddcolor(name: str, summary: str, hub_id: str):
+    """Registers a DDColor whose weights the authors publish on the Hub as ``hub_id``."""
+    return register_colorizer(
+        name,
+        summary=summary,
+        weights="published by the authors on the Hugging Face Hub (Apache-2.0)",
+        default_weights=hub_id,
+    )
+
+
+@register_published_ddcolor(
     "ddcolor",
-    summary="DDColor-L (Kang et al., ICCV 2023): ConvNeXt-L with pixel and query-based colour "
-    "decoders; the authors' weights for photos outside ImageNet",
-    weights="published by the authors on the Hugging Face Hub (Apache-2.0)",
-    default_weights="piddnad/ddcolor_modelscope",
+    "DDColor-L (Kang et al., ICCV 2023): ConvNeXt-L with pixel and query-based colour decoders; "
+    "the authors' weights for photos outside ImageNet",
+    "piddnad/ddcolor_modelscope",
 )
 class DDColorColorizer(Colorizer):
     """DDColor with the original's module tree (its checkpoints load unchanged).
@@ -576,7 +585,10 @@ class DDColorColorizer(Colorizer):
                 )
         else:
             config, weights_file = {}, path
-        state = _read_state_dict(Path(weights_file), cls.name)
+        from ..weights import read_state_dict
+
+        what = f"weights for {cls.name!r}: "
+        state = read_state_dict(Path(weights_file), wrapper="params", what=what)
         return cls.from_state_dict(
             state, what=f"weights for {cls.name!r} in {weights_file}", **{**config, **kwargs}
         )
@@ -627,27 +639,6 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def _read_state_dict(file: Path, model_name: str) -> dict[str, torch.Tensor]:
-    try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(file))
-        else:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch and safetensors raise many types for a damaged file
-        raise ModelUnavailable(
-            f"weights for {model_name!r}: cannot read {file} ({type(exc).__name__}: {exc})"
-        ) from None
-    if isinstance(state, dict) and isinstance(state.get("params"), dict):
-        state = state["params"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelUnavailable(
-            f"weights for {model_name!r}: {file} is not a state dict (nor {{'params': ...}})"
-        )
-    return state
-
-
 def check_layout(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """Refuse a state dict whose keys or shapes differ from ``model``'s, naming the first few."""
     expected = model.state_dict()
@@ -674,31 +665,26 @@ def check_layout(model: nn.Module, state: dict[str, torch.Tensor], what: str) ->
         )
 
 
-@register_colorizer(
+@register_published_ddcolor(
     "ddcolor-artistic",
-    summary="DDColor-L trained on ImageNet plus artistic images, without the colourfulness loss",
-    weights="published by the authors on the Hugging Face Hub (Apache-2.0)",
-    default_weights="piddnad/ddcolor_artistic",
+    "DDColor-L trained on ImageNet plus artistic images, without the colourfulness loss",
+    "piddnad/ddcolor_artistic",
 )
 class DDColorArtisticColorizer(DDColorColorizer):
     name = "ddcolor-artistic"
 
 
-@register_colorizer(
-    "ddcolor-paper",
-    summary="DDColor-L as in the paper (ImageNet)",
-    weights="published by the authors on the Hugging Face Hub (Apache-2.0)",
-    default_weights="piddnad/ddcolor_paper",
+@register_published_ddcolor(
+    "ddcolor-paper", "DDColor-L as in the paper (ImageNet)", "piddnad/ddcolor_paper"
 )
 class DDColorPaperColorizer(DDColorColorizer):
     name = "ddcolor-paper"
 
 
-@register_colorizer(
+@register_published_ddcolor(
     "ddcolor-tiny",
-    summary="DDColor-T (ConvNeXt-T, 55 M parameters; ImageNet): the light DDColor",
-    weights="published by the authors on the Hugging Face Hub (Apache-2.0)",
-    default_weights="piddnad/ddcolor_paper_tiny",
+    "DDColor-T (ConvNeXt-T, 55 M parameters; ImageNet): the light DDColor",
+    "piddnad/ddcolor_paper_tiny",
 )
 class DDColorTinyColorizer(DDColorColorizer):
     name = "ddcolor-tiny"
