@@ -440,6 +440,9 @@ def main() -> None:
         f"Generated in {(time.time() - started) / 60:.1f} minutes on {os.cpu_count()} CPU cores.",
         "",
     ]
+    video = out / "evaluation_video.md"
+    if video.is_file():  # bench/video_benchmark.py's figures, quoted (too slow to rerun here)
+        report += [video.read_text().strip(), ""]
     (out / "EVALUATION.md").write_text("\n".join(report))
     print("\n".join(report))
 
