@@ -95,7 +95,6 @@ from heldout import bsds_validation_photos  # noqa: E402
 from hint_locality import ground_truth_sweep, locality, parse_setting, two_regions  # noqa: E402
 
 from deepcolor import ColorizationPipeline, create_colorizer  # noqa: E402
-from deepcolor.datasets import eval_data_folder  # noqa: E402
 from deepcolor.errors import DeepColorError  # noqa: E402
 
 GRID = {"sigma_reach": (0.9, 1.0, 1.1), "edge_cost": (3.0, 4.0)}
@@ -116,10 +115,6 @@ def main() -> None:
     )
     parser.add_argument("--set", action="append", default=[], help="fixed NAME=VALUE")
     args = parser.parse_args()
-    try:
-        data = eval_data_folder(args.data)
-    except DeepColorError as exc:
-        parser.error(str(exc))
     torch.set_num_threads(1)
     grid = GRID
     if args.grid:
@@ -128,7 +123,10 @@ def main() -> None:
             name, _, values = item.partition("=")
             grid[name] = tuple(parse_setting(f"{name}={v}")[1] for v in values.split(","))
     fixed = dict(parse_setting(s) for s in args.set)
-    photos = bsds_validation_photos(args.limit, data)
+    try:
+        photos = bsds_validation_photos(args.limit, args.data)
+    except DeepColorError as exc:  # no data folder: a one-line message, no traceback
+        parser.error(str(exc))
     model = create_colorizer("siggraph17")
     pipe = ColorizationPipeline(model, device="cpu")
     rows = []
