@@ -17,8 +17,8 @@ from deepcolor.color import rgb_to_lab
 from train.config import parse_args
 from train.data import (
     Augmentation,
-    augmentation_from_args,
     ColorizationDataset,
+    augmentation_from_args,
     build_datasets,
     colourful_indices,
     decode_images,
