@@ -33,6 +33,15 @@ def _json_dict(text: str) -> dict[str, Any]:
     return value
 
 
+def entry_point_parser(module: str, description: str) -> argparse.ArgumentParser:
+    """An empty parser for ``accelerate launch -m MODULE``, showing each option's default."""
+    return argparse.ArgumentParser(
+        prog=f"accelerate launch -m {module}",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
 def add_shared_arguments(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
     """The data, augmentation, optimisation and run-folder options of every entry point.
 
@@ -148,11 +157,7 @@ def add_shared_arguments(p: argparse.ArgumentParser) -> dict[str, argparse._Argu
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``accelerate launch -m train`` (every option documented in docs/TRAINING.md)."""
-    p = argparse.ArgumentParser(
-        prog="accelerate launch -m train",
-        description="Train or fine-tune a DeepColor feed-forward colouriser.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = entry_point_parser("train", "Train or fine-tune a DeepColor feed-forward colouriser.")
     g = p.add_argument_group("model")
     g.add_argument("--model", required=True, help="registry name (see `deepcolor models`)")
     g.add_argument(

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import add_shared_arguments, check_shared_args
+from .config import add_shared_arguments, check_shared_args, entry_point_parser
 from .errors import TrainingError
 from .skeleton import TrainingRun, run_entry_point
 
@@ -45,10 +45,9 @@ from .skeleton import TrainingRun, run_entry_point
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="accelerate launch -m train.controlnet",
-        description="Fine-tune a ControlNet that colourises grayscale photos with Stable Diffusion.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = entry_point_parser(
+        "train.controlnet",
+        "Fine-tune a ControlNet that colourises grayscale photos with Stable Diffusion.",
     )
     g = p.add_argument_group("models")
     g.add_argument(
