@@ -1,4 +1,4 @@
-"""Seconds per 1024x768 photo and peak memory on this CPU: ddcolor-tiny, ddcolor and blend.
+"""Seconds per 1024x768 photo and peak memory on the CPU it runs on: ddcolor-tiny, ddcolor and blend.
 
 Each model runs in its own process (so each peak is its own): build the pipeline, colourise one
 1024x768 photo once to warm up, then ``--repeat`` more times; the median and the process's peak

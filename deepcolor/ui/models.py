@@ -72,7 +72,7 @@ class ModelCatalog:
     loaded pipeline per model, kept for the life of the process.
 
     ``models`` adds ready-made :class:`~deepcolor.models.base.Colorizer` instances by name
-    (always available), e.g. a model trained in this session or a small one in a test.
+    (always available), e.g. a model trained in the same Python process or a small one in a test.
     """
 
     def __init__(
