@@ -57,6 +57,20 @@ def clear_on_failure(event, outputs: list, hide: tuple = ()) -> None:
     )
 
 
+def keep_on_failure(event, outputs: list) -> None:
+    """After a failed edit, its outputs stay as they were, without "Error" badges: the pop-up
+    says it once and the photo stays clickable (a badge would cover it)."""
+    unchanged = [gr.update() for _ in outputs]
+    event.failure(
+        lambda: unchanged,
+        None,
+        outputs,
+        show_progress="hidden",
+        queue=False,
+        api_visibility="private",
+    )
+
+
 CSS = (
     """
 .result-slider { min-width: 280px; }
@@ -373,7 +387,9 @@ def guided_tab(catalog: ModelCatalog) -> None:
     # One run at a time, in order: an earlier run finishing late must not overwrite a later one.
     in_order = {"concurrency_id": "guided-run", "concurrency_limit": 1}
     for (event, fn, inputs, outputs), name in zip(edits, names, strict=True):
-        rerun = event(fn, inputs, outputs, preprocess=False, api_name=f"guided_{name}").success(
+        edit = event(fn, inputs, outputs, preprocess=False, api_name=f"guided_{name}")
+        keep_on_failure(edit, outputs)
+        rerun = edit.success(
             auto_colorize,
             run_inputs,
             run_outputs,

@@ -375,6 +375,22 @@ def test_browser_guided_hints_by_clicking_change_the_result(guided_app, page):
 
 
 @pytest.mark.browser
+def test_browser_a_refused_hint_edit_leaves_the_photo_clickable(guided_app, page):
+    board, box = _open_guided(page, guided_app)
+    page.get_by_text("Move the selected hint", exact=True).click()
+    board.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.5})  # nothing to move
+    page.locator(".toast-body", has_text="no hints yet").wait_for(timeout=STEP_TIMEOUT)
+    page.wait_for_timeout(1000)  # a badge would be drawn by now
+    badges = page.get_by_text("Error", exact=True).evaluate_all(
+        "els => els.filter(e => !e.closest('.toast-body')).map(e => e.outerHTML)"
+    )
+    assert badges == []  # no "Error" badge covers the photo, the hint number or the table
+    page.get_by_text("Add a hint", exact=True).click()
+    board.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.5}, timeout=10_000)
+    page.wait_for_selector("#guided-status >> text=1 hint(s)", timeout=STEP_TIMEOUT)
+
+
+@pytest.mark.browser
 def test_browser_guided_suggests_colors_to_click(live_app, page):
     from deepcolor.ui import ModelCatalog
 
