@@ -695,6 +695,13 @@ def test_a_black_and_white_reference_is_warned_about(catalog, photo, gray_photo)
     assert fine.status() == f"refmean: {fine.seconds:.2f} s"
 
 
+def test_a_damaged_reference_is_described_in_place(catalog, tmp_path):
+    damaged = tmp_path / "holiday.jpg"
+    damaged.write_bytes(b"\xff\xd8\xff\xe0 cut off")
+    said = conditioned_ui.describe_reference(str(damaged), catalog)
+    assert said.startswith("**Cannot use this reference:**") and "holiday.jpg" in said
+
+
 def test_each_model_is_explained_in_one_line(catalog):
     lines = model_lines(catalog, ["tint", "hintmean"]).splitlines()
     assert lines == [

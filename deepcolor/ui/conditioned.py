@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidCondition
+from ..errors import DeepColorError, InvalidCondition
 from .common import gray_from_l, load_input, new_folder, save_png
 from .models import ModelCatalog
 
@@ -84,10 +84,14 @@ BLACK_AND_WHITE_REFERENCE = (
 
 
 def describe_reference(value: Any, catalog: ModelCatalog) -> str:
-    """A warning when the uploaded reference has no colour (empty when it is fine)."""
+    """A warning when the uploaded reference has no colour (empty when it is fine); a file that
+    cannot be used is said here, in place, rather than as a pop-up."""
     if not value:
         return ""
-    ref = load_input(value, catalog.settings.max_pixels, what="a reference photo")
+    try:
+        ref = load_input(value, catalog.settings.max_pixels, what="a reference photo")
+    except DeepColorError as exc:
+        return f"**Cannot use this reference:** {exc}"
     return "" if ref.is_color else f"**Warning:** {BLACK_AND_WHITE_REFERENCE}."
 
 
