@@ -178,7 +178,10 @@ def choose_default_model() -> DefaultChoice:
     now, else the shipped ``blend``. An unknown name in the variable raises UnknownModel."""
     configured = os.environ.get(DEFAULT_MODEL_ENV, "").strip()
     if configured:
-        colorizer_info(configured)  # names the choices if unknown
+        try:
+            colorizer_info(configured)
+        except UnknownModel as exc:  # the name came from the setting, not from a --model
+            raise UnknownModel(f"{DEFAULT_MODEL_ENV}={configured}: {exc}") from None
         return DefaultChoice(configured, f"set by {DEFAULT_MODEL_ENV}")
     fallback = f"using the shipped {DEFAULT_AUTOMATIC}"
     try:

@@ -374,7 +374,7 @@ def test_default_model_follows_the_cache(hub_cache, monkeypatch):
     monkeypatch.setenv(DEFAULT_MODEL_ENV, "tint")
     assert choose_default_model().line() == "default model: tint (set by DEEPCOLOR_DEFAULT_MODEL)"
     monkeypatch.setenv(DEFAULT_MODEL_ENV, "nope")
-    with pytest.raises(UnknownModel, match="unknown model 'nope'"):
+    with pytest.raises(UnknownModel, match="^DEEPCOLOR_DEFAULT_MODEL=nope: unknown model 'nope'"):
         choose_default_model()
 
 
