@@ -13,7 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from deepcolor.errors import DeviceUnavailable  # noqa: E402
+from deepcolor.errors import DeviceUnavailable, UnknownModel  # noqa: E402
 from deepcolor.published import choice_label  # noqa: E402
 from deepcolor.ui import AppSettings, ModelCatalog  # noqa: E402
 from deepcolor.ui import batch as batch_ui  # noqa: E402
@@ -617,6 +617,8 @@ def main(argv=None) -> None:
         demo = build_app(ModelCatalog(settings))
     except DeviceUnavailable as exc:  # a bad DEEPCOLOR_DEVICE: say so before serving anything
         raise SystemExit(f"error: DEEPCOLOR_DEVICE={settings.device!r}: {exc}") from None
+    except UnknownModel as exc:  # a mistyped DEEPCOLOR_DEFAULT_MODEL, likewise
+        raise SystemExit(f"error: {exc}") from None
     demo.launch(
         server_name=args.host,  # None: Gradio reads GRADIO_SERVER_NAME (a Space sets 0.0.0.0)
         server_port=args.port,  # None: GRADIO_SERVER_PORT, else 7860

@@ -561,6 +561,16 @@ def test_suggestions_go_with_the_hint_they_were_asked_for(catalog, photo):
     assert [h["color"] for h in left] == ["#0000ff"]
 
 
+def test_a_mistyped_default_model_setting_stops_the_app_with_one_line(monkeypatch):
+    import app
+
+    monkeypatch.setenv("DEEPCOLOR_DEFAULT_MODEL", "blnd")
+    monkeypatch.setattr(app.gr.Blocks, "launch", lambda *a, **k: pytest.fail("the app started"))
+    with pytest.raises(SystemExit) as stopped:
+        app.main(["--port", "7999"])
+    assert str(stopped.value).startswith("error: DEEPCOLOR_DEFAULT_MODEL=blnd: unknown model")
+
+
 # --- diffusion weights (Prompt tab) ----------------------------------------------------------------
 class _Sources:
     def __init__(self, *sources: str) -> None:
