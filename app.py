@@ -351,8 +351,11 @@ def guided_tab(catalog: ModelCatalog) -> None:
 
     @handler
     def auto_colorize(value, model_name, *rest):
-        # After a hint edit: re-run when there is something to run, stay quiet otherwise.
-        if not value or not model_name:
+        # After a hint edit: re-run when there is something to run, stay quiet otherwise; a
+        # photo taken away takes its result and status with it.
+        if not value:
+            return None, ""
+        if not model_name:
             return gr.update(), gr.update()
         return colorize(value, model_name, *rest)
 

@@ -391,6 +391,21 @@ def test_browser_a_refused_hint_edit_leaves_the_photo_clickable(guided_app, page
 
 
 @pytest.mark.browser
+def test_browser_another_photo_leaves_nothing_of_the_last_one(guided_app, page):
+    board, box = _open_guided(page, guided_app)
+    board.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.5})
+    page.wait_for_selector("#guided-status >> text=1 hint(s)", timeout=STEP_TIMEOUT)
+    page.click("#guided-another")
+    page.locator("#guided-input").wait_for(timeout=STEP_TIMEOUT)
+    page.wait_for_function(
+        "() => !document.querySelector('#guided-status').innerText.includes('hint(s)')",
+        timeout=STEP_TIMEOUT,
+    )  # no "1 hint(s)" left beside an empty result
+    assert page.locator("#guided-result img").count() == 0
+    assert page.locator("#guided-hints").get_by_test_id("cell-0-0").count() == 0
+
+
+@pytest.mark.browser
 def test_browser_guided_suggests_colors_to_click(live_app, page):
     from deepcolor.ui import ModelCatalog
 
