@@ -454,6 +454,8 @@ def test_browser_reference_and_prompt_tabs_say_what_to_do(live_app, page, tmp_pa
 def test_browser_batch_keeps_folders_previews_and_lists_failures(live_app, page, tmp_path):
     import zipfile
 
+    from playwright.sync_api import expect
+
     archive = tmp_path / "family-album.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.write(PHOTO, "1950s/parrots.jpg")
@@ -464,7 +466,8 @@ def test_browser_batch_keeps_folders_previews_and_lists_failures(live_app, page,
     _upload(page, "#batch-files", archive)
     page.click("#batch-run")
     status = page.locator("#batch-status")
-    status.get_by_text("2 photo(s) colourised, 1 failed").wait_for(timeout=STEP_TIMEOUT)
+    # the text, not a node holding it: Gradio may re-render the Markdown while a locator waits
+    expect(status).to_contain_text("2 photo(s) colourised, 1 failed", timeout=STEP_TIMEOUT)
     failures = page.locator("#batch-failures")
     cell = failures.get_by_test_id("cell-0-1").get_by_text("damaged")
     assert "family-album.zip/1950s/torn.jpg" in failures.inner_text()
@@ -482,7 +485,11 @@ def test_browser_batch_keeps_folders_previews_and_lists_failures(live_app, page,
     with zipfile.ZipFile(good, "w") as zf:
         zf.write(PHOTO, "parrots.jpg")
     page.locator("#batch-files button[aria-label='Clear']").first.click()
+    # the clear must land before the next upload, or its change event can empty the new one
+    page.locator(f"#batch-files >> text={archive.name}").wait_for(
+        state="hidden", timeout=STEP_TIMEOUT
+    )
     _upload(page, "#batch-files", good)
     page.click("#batch-run")
-    status.get_by_text("1 photo(s) colourised.").wait_for(timeout=STEP_TIMEOUT)
+    expect(status).to_contain_text("1 photo(s) colourised.", timeout=STEP_TIMEOUT)
     failures.wait_for(state="hidden", timeout=STEP_TIMEOUT)  # nothing failed: no table
