@@ -21,6 +21,7 @@ import pytest
 import torch
 from browser import chromium, open_app
 from PIL import Image
+from playwright.sync_api import expect
 from skimage.color import rgb2lab
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -206,7 +207,7 @@ def test_browser_an_error_says_it_once_and_clears_the_earlier_result(live_app, p
     assert page.locator(".result-slider:visible").count() == 1
     page.locator("#compare-input input[type=file]").set_input_files(str(corrupt))
     info = page.locator("#compare-info")
-    info.get_by_text(re.compile(r"grandma\.jpg: .*damaged")).wait_for(timeout=STEP_TIMEOUT)
+    expect(info).to_contain_text(re.compile(r"grandma\.jpg: .*damaged"), timeout=STEP_TIMEOUT)
     assert page.locator(".toast-body").count() == 0  # said in place, not as a pop-up
     page.click("#compare-run")
     toast = page.locator(".toast-body")
@@ -231,8 +232,8 @@ def test_browser_a_one_pixel_image_is_too_small(live_app, page, tmp_path):
     Image.new("RGB", (1, 1), (120, 80, 40)).save(tiny)
     _open(page, live_app)
     page.locator("#compare-input input[type=file]").set_input_files(str(tiny))
-    page.locator("#compare-info").get_by_text("too small to colourise").wait_for(
-        timeout=STEP_TIMEOUT
+    expect(page.locator("#compare-info")).to_contain_text(
+        "too small to colourise", timeout=STEP_TIMEOUT
     )
     page.click("#compare-run")
     page.locator(".toast-body", has_text="too small").wait_for(timeout=STEP_TIMEOUT)
@@ -441,7 +442,7 @@ def test_browser_reference_and_prompt_tabs_say_what_to_do(live_app, page, tmp_pa
     _open(page, live_app, tab="Reference")
     _upload(page, "#reference-photo", gray)
     warning = page.locator("#reference-warning")
-    warning.get_by_text("black-and-white").wait_for(timeout=STEP_TIMEOUT)
+    expect(warning).to_contain_text("black-and-white", timeout=STEP_TIMEOUT)
     assert "colour photo" in warning.inner_text()
     page.get_by_role("tab", name="Prompt").click()
     notice = page.locator("#prompt-notice").inner_text()
@@ -453,8 +454,6 @@ def test_browser_reference_and_prompt_tabs_say_what_to_do(live_app, page, tmp_pa
 @pytest.mark.browser
 def test_browser_batch_keeps_folders_previews_and_lists_failures(live_app, page, tmp_path):
     import zipfile
-
-    from playwright.sync_api import expect
 
     archive = tmp_path / "family-album.zip"
     with zipfile.ZipFile(archive, "w") as zf:
