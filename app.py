@@ -594,7 +594,7 @@ def build_app(catalog: ModelCatalog | None = None) -> gr.Blocks:
             with gr.Tab("Batch", id="batch"):
                 batch_tab(catalog)
             with gr.Tab("Video", id="video"):
-                video_ui.video_tab(catalog, handler)
+                video_ui.video_tab(catalog, handler, clear_on_failure)
             with gr.Tab("Models", id="models"):
                 gr.Markdown(models_markdown(catalog), elem_id="models-table")
     demo.queue(

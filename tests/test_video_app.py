@@ -88,4 +88,22 @@ def test_browser_video_tab_colourises_a_clip(live_app, page, tmp_path):  # noqa:
         download.write_bytes(response.read())
     info = probe_clip(download)
     assert (info.frames, info.width, info.height, info.audio) == (12, 64, 48, ("aac",))
+
+    # a damaged clip: one pop-up, the earlier results go, no "Error" badges on the outputs
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(source.read_bytes()[: source.stat().st_size // 3])
+    page.locator("#video-input button[aria-label='Clear']").first.click()
+    page.locator("#video-input input[type=file]").set_input_files(str(cut))
+    page.click("#video-run")
+    page.locator(".toast-body").first.wait_for(timeout=STEP_TIMEOUT)
+    page.wait_for_function(
+        "() => !document.querySelector('#video-status').innerText.includes('12 frames')",
+        timeout=STEP_TIMEOUT,
+    )
+    page.wait_for_timeout(1000)  # a badge or a late result would show by now
+    assert page.locator("#video-preview img").count() == 0
+    badges = page.get_by_text("Error", exact=True).evaluate_all(
+        "els => els.filter(e => !e.closest('.toast-body')).map(e => e.outerHTML)"
+    )
+    assert badges == []
     assert "Traceback" not in page.content()

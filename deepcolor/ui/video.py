@@ -102,8 +102,9 @@ def colorize_clip(
     return VideoTabResult(str(result.path), _preview_frames(result.path, folder), summary)
 
 
-def video_tab(catalog, handler: Callable) -> None:
-    """The tab's layout and events (``handler`` wraps an action: readable errors, GPU lease)."""
+def video_tab(catalog, handler: Callable, clear_on_failure: Callable) -> None:
+    """The tab's layout and events (``handler`` wraps an action: readable errors, GPU lease;
+    ``clear_on_failure`` empties the outputs after a failed run, as on every tab)."""
     import gradio as gr
 
     automatic = catalog.available(automatic=True)
@@ -142,10 +143,8 @@ def video_tab(catalog, handler: Callable) -> None:
         )
         return result.summary, result.previews, result.video, result.video
 
-    run.click(
-        colorize,
-        [clip, model, stabilize],
-        [status, previews, output, download],
-        preprocess=False,
-        api_name="video",
+    outputs = [status, previews, output, download]
+    clear_on_failure(
+        run.click(colorize, [clip, model, stabilize], outputs, preprocess=False, api_name="video"),
+        outputs,
     )
