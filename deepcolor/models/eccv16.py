@@ -61,7 +61,7 @@ OUTPUT_STRIDE = 4
 @register_colorizer(
     "eccv16",
     summary="Zhang et al. 2016 (ECCV): 313-bin ab classification, annealed-mean colours "
-    "(compact; variant='full' takes the official checkpoint)",
+    "(compact; --weights official: the authors' released model)",
     accepts=("temperature",),
     weights="trained by DeepColor (shipped in deepcolor/weights/eccv16 when present); "
     "variant='full' loads the official colorization_release_v2 .pth via deepcolor.convert.eccv16",

@@ -110,7 +110,7 @@ def _batch(x: torch.Tensor, batch: int, what: str) -> torch.Tensor:
 @register_colorizer(
     "siggraph17",
     summary="Zhang et al. 2017 (SIGGRAPH): user-guided from point and global hints, automatic "
-    "without (compact; variant='full' takes the official checkpoint)",
+    "without (compact; --weights official: the authors' released model)",
     accepts=("hints", "global_hints"),
     weights="trained by DeepColor (shipped in deepcolor/weights/siggraph17 when present); "
     "variant='full' loads the official siggraph17 .pth via deepcolor.convert.siggraph17",

@@ -192,7 +192,7 @@ def register_timm_unet(name: str, encoder: str, title: str):
     return register_colorizer(
         name,
         accepts=("chroma_gain",),
-        summary=f"U-Net over {title} (timm; ImageNet weights only if cached, else random)",
+        summary=f"U-Net over {title} (timm encoder; regression on ab)",
         weights=f"encoder: timm {encoder} from the local Hub cache if present; decoder: trained "
         "here",
         default_weights=default_weights_for(name),
