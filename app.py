@@ -359,32 +359,48 @@ def guided_tab(catalog: ModelCatalog) -> None:
             return gr.update(), gr.update()
         return colorize(value, model_name, *rest)
 
+    handlers = SimpleNamespace(
+        load=load,
+        click=click,
+        use_suggestion=use_suggestion,
+        recolor_selected=recolor_selected,
+        remove_selected=remove_selected,
+        clear_all=clear_all,
+        select_by_number=select_by_number,
+        colorize=colorize,
+        auto_colorize=auto_colorize,
+    )
+    _wire_guided(ui, handlers)
+
+
+def _wire_guided(ui: SimpleNamespace, on: SimpleNamespace) -> None:
+    """The Guided tab's events: every hint edit re-runs the model, one run at a time."""
     state = [ui.hints, ui.board, ui.table, ui.selected]
     run_inputs = [ui.image, ui.model, ui.hints, ui.use_saturation, ui.saturation, ui.reference]
     run_outputs = [ui.result, ui.timing]
     photo_views = [ui.image, ui.board, ui.another]
     edits = [  # (event, handler, inputs, outputs, API name); each edit re-runs the model
-        (ui.image.change, load, [ui.image], [*state, ui.suggestions, ui.result, *photo_views]),
+        (ui.image.change, on.load, [ui.image], [*state, ui.suggestions, ui.result, *photo_views]),
         (
             ui.board.select,
-            click,
+            on.click,
             [ui.image, ui.hints, ui.action, ui.selected, ui.color, ui.size, ui.model],
             [*state, ui.suggestions],
         ),
         (
             ui.suggestions.input,
-            use_suggestion,
+            on.use_suggestion,
             [ui.image, ui.hints, ui.selected, ui.suggestions],
             [*state, ui.color],
         ),
-        (ui.recolor.click, recolor_selected, [ui.image, ui.hints, ui.selected, ui.color], state),
+        (ui.recolor.click, on.recolor_selected, [ui.image, ui.hints, ui.selected, ui.color], state),
         (
             ui.remove.click,
-            remove_selected,
+            on.remove_selected,
             [ui.image, ui.hints, ui.selected],
             [*state, ui.suggestions],
         ),
-        (ui.clear.click, clear_all, [ui.image], [*state, ui.suggestions]),
+        (ui.clear.click, on.clear_all, [ui.image], [*state, ui.suggestions]),
     ]
     names = ["load", "click", "use_suggestion", "recolor", "remove", "clear"]
     # One run at a time, in order: an earlier run finishing late must not overwrite a later one.
@@ -393,7 +409,7 @@ def guided_tab(catalog: ModelCatalog) -> None:
         edit = event(fn, inputs, outputs, preprocess=False, api_name=f"guided_{name}")
         keep_on_failure(edit, outputs)
         rerun = edit.success(
-            auto_colorize,
+            on.auto_colorize,
             run_inputs,
             run_outputs,
             preprocess=False,
@@ -404,7 +420,7 @@ def guided_tab(catalog: ModelCatalog) -> None:
     upload_again = gr.update(value=None, visible=True)
     ui.another.click(lambda: upload_again, None, ui.image, queue=False, api_visibility="private")
     ui.selected.input(
-        select_by_number,
+        on.select_by_number,
         [ui.image, ui.hints, ui.selected],
         [ui.board, ui.suggestions],
         preprocess=False,
@@ -412,7 +428,7 @@ def guided_tab(catalog: ModelCatalog) -> None:
     )
     clear_on_failure(
         ui.run.click(
-            colorize, run_inputs, run_outputs, preprocess=False, api_name="guided", **in_order
+            on.colorize, run_inputs, run_outputs, preprocess=False, api_name="guided", **in_order
         ),
         run_outputs,
     )
