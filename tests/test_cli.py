@@ -157,6 +157,7 @@ def test_a_mistake_that_fails_every_photo_stops_at_once(tmp_path, capsys):
         assert main(["colorize", str(tmp_path / "in"), "-o", str(out), *extra]) == 1, extra
         err = capsys.readouterr().err
         assert err.count(message) == 1, (extra, err)
+        assert "0/3" not in err, (extra, err)  # refused before the progress bar starts
         assert not out.exists() or not any(out.iterdir()), extra
     for option, value, message in [
         ("--batch-size", "0", "must be 1 or more"),

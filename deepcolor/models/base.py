@@ -16,6 +16,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from ..errors import InvalidCondition
+from ._layers import check_chroma_gain, check_temperature
 
 
 class Colorizer(nn.Module, PyTorchModelHubMixin):
@@ -71,6 +72,11 @@ class Colorizer(nn.Module, PyTorchModelHubMixin):
             raise InvalidCondition(
                 f"model {self.name!r} does not take {', '.join(unknown)} (it takes {what})"
             )
+        # the viewing settings' values too, so a bad one fails before any photo is started
+        if conditions.get("chroma_gain") is not None:
+            check_chroma_gain(conditions["chroma_gain"])
+        if conditions.get("temperature") is not None:
+            check_temperature(conditions["temperature"], default=1.0)
 
     @property
     def device(self) -> torch.device:
