@@ -380,32 +380,46 @@ def _wire_guided(ui: SimpleNamespace, on: SimpleNamespace) -> None:
     run_outputs = [ui.result, ui.timing]
     photo_views = [ui.image, ui.board, ui.another]
     edits = [  # (event, handler, inputs, outputs, API name); each edit re-runs the model
-        (ui.image.change, on.load, [ui.image], [*state, ui.suggestions, ui.result, *photo_views]),
+        (
+            ui.image.change,
+            on.load,
+            [ui.image],
+            [*state, ui.suggestions, ui.result, *photo_views],
+            "load",
+        ),
         (
             ui.board.select,
             on.click,
             [ui.image, ui.hints, ui.action, ui.selected, ui.color, ui.size, ui.model],
             [*state, ui.suggestions],
+            "click",
         ),
         (
             ui.suggestions.input,
             on.use_suggestion,
             [ui.image, ui.hints, ui.selected, ui.suggestions],
             [*state, ui.color],
+            "use_suggestion",
         ),
-        (ui.recolor.click, on.recolor_selected, [ui.image, ui.hints, ui.selected, ui.color], state),
+        (
+            ui.recolor.click,
+            on.recolor_selected,
+            [ui.image, ui.hints, ui.selected, ui.color],
+            state,
+            "recolor",
+        ),
         (
             ui.remove.click,
             on.remove_selected,
             [ui.image, ui.hints, ui.selected],
             [*state, ui.suggestions],
+            "remove",
         ),
-        (ui.clear.click, on.clear_all, [ui.image], [*state, ui.suggestions]),
+        (ui.clear.click, on.clear_all, [ui.image], [*state, ui.suggestions], "clear"),
     ]
-    names = ["load", "click", "use_suggestion", "recolor", "remove", "clear"]
     # One run at a time, in order: an earlier run finishing late must not overwrite a later one.
     in_order = {"concurrency_id": "guided-run", "concurrency_limit": 1}
-    for (event, fn, inputs, outputs), name in zip(edits, names, strict=True):
+    for event, fn, inputs, outputs, name in edits:
         edit = event(fn, inputs, outputs, preprocess=False, api_name=f"guided_{name}")
         keep_on_failure(edit, outputs)
         rerun = edit.success(
