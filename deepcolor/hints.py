@@ -131,7 +131,6 @@ def ground_truth_point_hints(
 
     rng = np.random.default_rng(seed)
     lab = rgb2lab(original / 255.0)
-    h, w = lab.shape[:2]
     hints = []
     for _ in range(count):
         y = float(np.clip(rng.normal(0.5, 0.25), 0.0, 1.0))
