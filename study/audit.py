@@ -231,8 +231,9 @@ def make_photos(folder: Path, count: int, size: tuple[int, int] = (64, 48)) -> P
     return folder
 
 
-def prepare_template(root: Path, trials: int, practice: int = 2) -> Path:
-    """A 2AFC study of gray and tint with exactly as many photos as trials per participant."""
+def prepare_template(root: Path, trials: int, practice: int = 2, **options) -> Path:
+    """A 2AFC study of gray and tint with exactly as many photos as trials per participant;
+    ``options`` go to :func:`~study.prepare.prepare_study` (sentinel settings and the like)."""
     from .prepare import prepare_study
 
     out = root / "template"
@@ -242,9 +243,10 @@ def prepare_template(root: Path, trials: int, practice: int = 2) -> Path:
         out,
         test_trials=trials - practice,
         practice_trials=practice,
-        database_url=f"sqlite:///{out}/study.sqlite",
+        database_url=sqlite_url(out),
         progress=False,
-        torch_threads=1,
+        torch_threads=1,  # tiny images: one thread beats oversubscribed cores
+        **options,
     )
     return out
 

@@ -21,11 +21,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import event, select, text, update
 
-from study.audit import make_photos
+from study.audit import make_photos, prepare_template
 from study.cli import main
 from study.db import CellCount, Database, Participant, Trial
 from study.manifest import read_manifest
-from study.prepare import has_real_color, prepare_study
+from study.prepare import has_real_color
 from study.ratelimit import RateLimiter
 from study.report import csv_safe
 from study.server import create_app
@@ -38,22 +38,14 @@ PHOTOS = 8
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    root = tmp_path_factory.mktemp("guarantees")
-    out = root / "S"
-    prepare_study(
-        make_photos(root / "photos", PHOTOS),
-        ["gray", "tint"],
-        out,
-        test_trials=6,
-        practice_trials=2,
+    return prepare_template(
+        tmp_path_factory.mktemp("guarantees"),
+        PHOTOS,  # 6 test + 2 practice trials: each photo once
         sentinel_rate=0.2,
         sentinel_threshold=0.75,
         max_chance_pass=1.0,  # a tiny study: one sentinel
-        database_url=f"sqlite:///{out}/study.sqlite",
-        progress=False,
-        torch_threads=1,
+        name="S",  # the study name the report's messages quote
     )
-    return out
 
 
 def edit_manifest(folder, **changes):

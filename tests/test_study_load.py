@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from study.audit import (
     audit_images,
     cell_balance,
-    make_photos,
+    prepare_template,
     score_rules,
     stored_answer_keys,
     stored_once,
@@ -28,7 +28,6 @@ from study.audit import (
 )
 from study.db import Database, Participant, Response
 from study.loadtest import ServerProcess, flood_joins, postgres_schema, simulate
-from study.prepare import prepare_study
 
 TOKEN = "organiser-secret-token"
 PARTICIPANTS, TRIALS = 50, 40
@@ -36,19 +35,7 @@ PARTICIPANTS, TRIALS = 50, 40
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    root = tmp_path_factory.mktemp("load")
-    out = root / "S"
-    prepare_study(
-        make_photos(root / "photos", TRIALS),  # each participant sees every photo once
-        ["gray", "tint"],
-        out,
-        test_trials=TRIALS - 2,
-        practice_trials=2,
-        database_url=f"sqlite:///{out}/study.sqlite",
-        progress=False,
-        torch_threads=1,  # tiny images: one thread beats oversubscribed cores
-    )
-    return out
+    return prepare_template(tmp_path_factory.mktemp("load"), TRIALS)  # each photo once
 
 
 def stored_answers(url):
