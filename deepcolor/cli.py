@@ -286,25 +286,67 @@ def _without_name(reason: str, path: Path) -> str:
     return reason[len(prefix) :] if reason.startswith(prefix) else reason
 
 
+def _choose_model(args) -> None:
+    """No --model: the default is chosen, and said, once for clips and photos alike."""
+    if args.model is None:
+        from .published import choose_default_model
+
+        choice = choose_default_model()
+        print(choice.line(), file=sys.stderr)
+        args.model = choice.name
+
+
+def _list_failures(failures: list[tuple[Path, str]], total: int, what: str) -> int:
+    """Every failed input with its reason, on stderr; the exit status: 1 if any failed."""
+    if not failures:
+        return 0
+    print(f"{len(failures)} of {total} {what} failed:", file=sys.stderr)
+    for path, reason in failures:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 1
+
+
+def _colorize_clips(args, clips: list[Path]) -> int:
+    from .video import run_clips
+
+    conditions = _conditions(args)
+    pipe = _pipeline(args, args.model)
+    _check_conditions(pipe.model, conditions)
+    outcomes = run_clips(
+        clips,
+        Path(args.output),
+        pipe,
+        conditions,
+        video_format=args.video_format,
+        suffix=args.suffix,
+        overwrite=args.overwrite,
+        frames_fps=args.frames_fps,
+        stabilize=not args.no_stabilize,
+    )
+    failures: list[tuple[Path, str]] = []
+    for clip, result, reason in outcomes:
+        if result is None:
+            failures.append((clip, reason))
+            continue
+        for note in result.notes:
+            print(f"note: {clip.name}: {note}", file=sys.stderr)
+        print(
+            f"{clip} -> {result.path}: {result.frames} frames, {result.shots} shot(s), "
+            f"{result.seconds:.1f} s"
+        )
+    return _list_failures(failures, len(clips), "clip(s)")
+
+
 def cmd_colorize(args) -> int:
     from tqdm.auto import tqdm
 
     from .pipeline import find_image_files
-    from .video import run_clips, split_clips
+    from .video import split_clips
 
     clips, args.inputs = split_clips(args.inputs, args.frames_fps)
     if clips:
-        status = run_clips(
-            clips,
-            Path(args.output),
-            _pipeline(args, args.model),
-            _conditions(args),
-            video_format=args.video_format,
-            suffix=args.suffix,
-            overwrite=args.overwrite,
-            frames_fps=args.frames_fps,
-            stabilize=not args.no_stabilize,
-        )
+        _choose_model(args)
+        status = _colorize_clips(args, clips)
         return max(status, cmd_colorize(args)) if args.inputs else status
     out_dir = Path(args.output)
     found = find_image_files(args.inputs, recursive=not args.no_recursive, skip=out_dir)
@@ -312,12 +354,7 @@ def cmd_colorize(args) -> int:
         print("error: no input images found", file=sys.stderr)
         return 2
     conditions = _conditions(args)
-    if args.model is None:
-        from .published import choose_default_model
-
-        choice = choose_default_model()
-        print(choice.line(), file=sys.stderr)
-        args.model = choice.name
+    _choose_model(args)
     pipe = _pipeline(args, args.model)  # an unknown model fails before anything is created
     _check_conditions(pipe.model, conditions)
     try:
@@ -352,12 +389,7 @@ def cmd_colorize(args) -> int:
         except (DeepColorError, OSError) as exc:
             failures.append((path, _without_name(str(exc), path)))
     print(f"{written} of {len(found)} image(s) written to {out_dir}")
-    if failures:
-        print(f"{len(failures)} failed:", file=sys.stderr)
-        for path, reason in failures:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return _list_failures(failures, len(found), "image(s)")
 
 
 def _writable_parent(path: str | None) -> None:

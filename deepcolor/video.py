@@ -728,13 +728,12 @@ def run_clips(
     overwrite: bool = False,
     frames_fps: float | None = None,
     stabilize: bool = True,
-) -> int:
-    """Colourise each clip into ``out_dir`` with a progress bar; report; 0, or 1 if any failed.
+) -> Iterator[tuple[Path, VideoResult | None, str]]:
+    """Colourise each clip into ``out_dir`` with a progress bar, yielding ``(clip, result, "")``
+    as each is written, or ``(clip, None, reason)`` when it failed.
 
     Mistakes that would fail every clip (conditions, model weights) raise at once.
     """
-    import sys
-
     from tqdm.auto import tqdm
 
     from .errors import InvalidCondition, ModelUnavailable
@@ -744,7 +743,6 @@ def run_clips(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DeepColorError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
-    failures: list[tuple[Path, str]] = []
     for clip in clips:
         target = output_path(out_dir, clip, video_format, suffix)
         bar = tqdm(desc=f"{clip.name} ({pipe.model.name})", unit="frame", leave=True)
@@ -753,6 +751,7 @@ def run_clips(
             bar.total = total
             bar.update(done - bar.n)
 
+        reason = ""
         try:
             if target.resolve() == clip.resolve():
                 raise DeepColorError(
@@ -772,20 +771,7 @@ def run_clips(
         except (InvalidCondition, ModelUnavailable):
             raise
         except (DeepColorError, OSError) as exc:
-            reason = str(exc)
-            failures.append((clip, reason.removeprefix(f"{clip.name}: ")))
-            continue
+            result, reason = None, str(exc).removeprefix(f"{clip.name}: ")
         finally:
             bar.close()
-        for note in result.notes:
-            print(f"note: {clip.name}: {note}", file=sys.stderr)
-        print(
-            f"{clip} -> {result.path}: {result.frames} frames, {result.shots} shot(s), "
-            f"{result.seconds:.1f} s"
-        )
-    if failures:
-        print(f"{len(failures)} of {len(clips)} clip(s) failed:", file=sys.stderr)
-        for clip, reason in failures:
-            print(f"  {clip}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+        yield clip, result, reason
