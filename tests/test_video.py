@@ -211,6 +211,14 @@ def test_cli_colorizes_a_clip_and_reports_a_bad_one(tmp_path, capsys):
     assert "Traceback" not in captured.err
 
 
+def test_cli_colorizes_a_clip_with_the_default_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DEEPCOLOR_DEFAULT_MODEL", "tint")
+    clip = write_clip(tmp_path / "home.mov", _frames(count=3))
+    assert main(["colorize", str(clip), "-o", str(tmp_path / "out")]) == 0
+    assert probe_clip(tmp_path / "out" / "home.mp4").frames == 3
+    assert "default model: tint" in capsys.readouterr().err
+
+
 # --- stabilisation --------------------------------------------------------------------------------
 def _flicker(frames: list[np.ndarray]) -> float:
     """Mean ab change between consecutive frames at fixed pixels (the test clips are static)."""
