@@ -49,27 +49,18 @@ class OfficialCheckpoint:
         return f"{self.model}-{self.sha256_prefix}"
 
 
-def _load_eccv16(path: Path):
-    from .eccv16 import load_eccv16_checkpoint
-
-    return load_eccv16_checkpoint(path)
-
-
-def _load_siggraph17(path: Path):
-    from .siggraph17 import load_siggraph17_checkpoint
-
-    return load_siggraph17_checkpoint(path)
-
-
 def _official_checkpoints() -> dict[str, OfficialCheckpoint]:
     from . import eccv16, siggraph17
 
     return {
         "eccv16": OfficialCheckpoint(
-            "eccv16", eccv16.OFFICIAL_FILE, eccv16.OFFICIAL_URL, _load_eccv16
+            "eccv16", eccv16.OFFICIAL_FILE, eccv16.OFFICIAL_URL, eccv16.load_eccv16_checkpoint
         ),
         "siggraph17": OfficialCheckpoint(
-            "siggraph17", siggraph17.OFFICIAL_FILE, siggraph17.OFFICIAL_URL, _load_siggraph17
+            "siggraph17",
+            siggraph17.OFFICIAL_FILE,
+            siggraph17.OFFICIAL_URL,
+            siggraph17.load_siggraph17_checkpoint,
         ),
     }
 
@@ -118,10 +109,11 @@ def official_folder(model: str) -> Path:
     """
     from ..weights import hub_offline
 
+    cached = cached_official_folder(model)
+    if cached is not None:
+        return cached
     checkpoint = official_checkpoint(model)
     final = converted_folder(model)
-    if (final / "config.json").is_file():
-        return final
     retry = (
         f"on a machine with internet run `deepcolor download {checkpoint.key}` and pass the "
         "folder it prints as --weights FOLDER"
