@@ -323,11 +323,7 @@ class StudyService:
             )
             participant.model = choose_model(models, per_model, self._rng)
             models = [participant.model]
-            session.execute(
-                update(ModelCount)
-                .where(ModelCount.study_id == self.study_id, ModelCount.model == participant.model)
-                .values(participants=ModelCount.participants + 1)
-            )
+            self._count_models(session, Counter([participant.model]), +1)
         plan = plan_trials(
             protocol=m.protocol,
             photos=m.photos,
@@ -411,16 +407,21 @@ class StudyService:
         if not stale:
             return 0
         ids = [pid for pid, _ in stale]
-        remaining = session.execute(
-            select(T.c.photo, T.c.condition, func.count())
-            .select_from(T.join(P, T.c.participant_id == P.c.id))
-            .where(P.c.id.in_(ids), T.c.phase == "test", T.c.position >= P.c.answered)
-            .group_by(T.c.photo, T.c.condition)
-        ).all()
-        self._add_to_cells(session, Counter({(p, c): n for p, c, n in remaining}), -1)
+        self._add_to_cells(session, self._unanswered_cells(session, ids), -1)
         self._count_models(session, Counter(m for _, m in stale if m is not None), -1)
         session.execute(update(P).where(P.c.id.in_(ids)).values(active_at=None, released_at=now))
         return len(ids)
+
+    @staticmethod
+    def _unanswered_cells(session: Session, participant_ids: list[int]) -> Counter:
+        """{(photo, condition): n} of these participants' test trials not yet answered."""
+        remaining = session.execute(
+            select(T.c.photo, T.c.condition, func.count())
+            .select_from(T.join(P, T.c.participant_id == P.c.id))
+            .where(P.c.id.in_(participant_ids), T.c.phase == "test", T.c.position >= P.c.answered)
+            .group_by(T.c.photo, T.c.condition)
+        ).all()
+        return Counter({(photo, condition): n for photo, condition, n in remaining})
 
     def _count_models(self, session: Session, models: Counter, sign: int) -> None:
         for model, n in sorted(models.items()):
@@ -439,13 +440,7 @@ class StudyService:
             ).first()
             if row is None or row.released_at is None:
                 return  # reclaimed meanwhile
-            remaining = session.execute(
-                select(T.c.photo, T.c.condition, func.count())
-                .select_from(T.join(P, T.c.participant_id == P.c.id))
-                .where(P.c.id == participant_id, T.c.phase == "test", T.c.position >= P.c.answered)
-                .group_by(T.c.photo, T.c.condition)
-            ).all()
-            self._add_to_cells(session, Counter({(p, c): n for p, c, n in remaining}), +1)
+            self._add_to_cells(session, self._unanswered_cells(session, [participant_id]), +1)
             if row.model is not None:
                 self._count_models(session, Counter([row.model]), +1)
             session.execute(
