@@ -152,7 +152,6 @@ class ControlNetTraining(TrainingRun):
                 caption_template=args.caption_template,
                 always_caption=True,
             )
-        self.train_data, self.num_train = self.data.train, self.data.num_train
         self.model = self.build_model()
         self.module = self.model.controlnet
 
@@ -217,15 +216,10 @@ class ControlNetTraining(TrainingRun):
 
     def run_facts(self) -> dict[str, Any]:
         base, init = self.sources
-        data = self.data
         return {
             "base_model": base,
             "controlnet_init": init,
             "trainable_parameters": sum(p.numel() for p in self.result_module().parameters()),
-            "columns": vars(data.columns),
-            "num_train": data.num_train,
-            "num_validation": data.num_validation,
-            "dropped_by_min_colourfulness": data.num_filtered,
         }
 
     @torch.no_grad()

@@ -120,7 +120,6 @@ class ColorizerTraining(TrainingRun):
             self.data = build_datasets(
                 args, augmentation=augmentation_from_args(args), reference=reference
             )
-        self.train_data, self.num_train = self.data.train, self.data.num_train
         self.module = LossModule(self.colorizer)
 
     def compute_loss(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -132,14 +131,10 @@ class ColorizerTraining(TrainingRun):
         return self.accelerator.unwrap_model(self.module).colorizer
 
     def run_facts(self) -> dict[str, Any]:
-        colorizer, data = self.colorizer, self.data
+        colorizer = self.colorizer
         return {
             "model_class": f"{type(colorizer).__module__}.{type(colorizer).__name__}",
             "parameters": sum(p.numel() for p in colorizer.parameters()),
-            "num_train": data.num_train,
-            "num_validation": data.num_validation,
-            "dropped_by_min_colourfulness": data.num_filtered,
-            "columns": vars(data.columns),
         }
 
     def validate(

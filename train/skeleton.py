@@ -200,8 +200,8 @@ class TrainingRun:
         set_seed(args.seed)
 
     def build(self) -> None:
-        """Set ``self.module`` (what trains, passed to ``accelerator.prepare``),
-        ``self.train_data`` (with ``set_epoch``) and ``self.num_train`` (``None`` if streamed)."""
+        """Set ``self.module`` (what trains, passed to ``accelerator.prepare``) and
+        ``self.data`` (a :class:`train.data.TrainData`)."""
         raise NotImplementedError
 
     def prepare(self) -> None:
@@ -209,16 +209,17 @@ class TrainingRun:
         from torch.utils.data import DataLoader
 
         args, accelerator = self.args, self.accelerator
-        streaming = self.num_train is None
+        num_train = self.data.num_train
+        streaming = num_train is None
         processes = accelerator.num_processes
         self.per_step_images = args.train_batch_size * processes * args.gradient_accumulation_steps
-        if not streaming and self.num_train < args.train_batch_size * processes:
+        if not streaming and num_train < args.train_batch_size * processes:
             raise TrainingError(
-                f"only {self.num_train} training photos, fewer than one global batch of "
+                f"only {num_train} training photos, fewer than one global batch of "
                 f"{args.train_batch_size} x {processes} process(es); lower --train_batch_size"
             )
         loader = DataLoader(
-            self.train_data,
+            self.data.train,
             batch_size=args.train_batch_size,
             shuffle=not streaming,
             drop_last=True,
@@ -275,11 +276,15 @@ class TrainingRun:
             self.accelerator.print(f"no checkpoint in {self.output_dir}; starting a new run")
 
     def write_run_config(self) -> None:
-        args, accelerator = self.args, self.accelerator
+        args, accelerator, data = self.args, self.accelerator, self.data
         if self.main:
             run = {
                 "command": self.command,
                 **self.run_facts(),
+                "columns": vars(data.columns),
+                "num_train": data.num_train,
+                "num_validation": data.num_validation,
+                "dropped_by_min_colourfulness": data.num_filtered,
                 "num_processes": accelerator.num_processes,
                 "mixed_precision": accelerator.mixed_precision,
                 "global_batch_size": self.per_step_images,
@@ -349,7 +354,7 @@ class TrainingRun:
         if epoch != state.epoch:
             state.epoch, state.batches_in_epoch = epoch, 0
         self.loader.set_epoch(epoch)
-        self.train_data.set_epoch(epoch)
+        self.data.train.set_epoch(epoch)
         batches = self.loader
         if state.batches_in_epoch:
             batches = self.accelerator.skip_first_batches(self.loader, state.batches_in_epoch)
@@ -480,7 +485,7 @@ class TrainingRun:
         raise NotImplementedError
 
     def run_facts(self) -> dict[str, Any]:
-        """What config.json records about the model and data besides the shared facts."""
+        """What config.json records about the model besides the shared facts and the data's."""
         return {}
 
     def save_final(self, folder: Path) -> None:
