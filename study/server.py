@@ -329,8 +329,12 @@ def _participant_pages(app: FastAPI, site: _Site) -> None:
     ):
         result = service.submit(token, trial, answer, key, rt_ms)
         if result.ok or result.status == "already_recorded":
-            # A replayed form (back button, double send) was stored the first time: go on.
-            practice = result.correct is not None or service.feedback(token, trial) is not None
+            # A replayed form (back button, double send) was stored the first time: go on. Only
+            # a replay needs to ask whether the trial was practice; a stored answer says so.
+            if result.ok:
+                practice = result.correct is not None
+            else:
+                practice = service.feedback(token, trial) is not None
             target = f"/p/{token}/feedback/{trial}" if practice else f"/p/{token}"
             return RedirectResponse(target, status_code=303)
         if result.status == "unknown":
