@@ -306,12 +306,9 @@ def _list_failures(failures: list[tuple[Path, str]], total: int, what: str) -> i
     return 1
 
 
-def _colorize_clips(args, clips: list[Path]) -> int:
+def _colorize_clips(args, clips: list[Path], pipe, conditions: dict) -> int:
     from .video import run_clips
 
-    conditions = _conditions(args)
-    pipe = _pipeline(args, args.model)
-    _check_conditions(pipe.model, conditions)
     outcomes = run_clips(
         clips,
         Path(args.output),
@@ -338,25 +335,32 @@ def _colorize_clips(args, clips: list[Path]) -> int:
 
 
 def cmd_colorize(args) -> int:
-    from tqdm.auto import tqdm
-
     from .pipeline import find_image_files
     from .video import split_clips
 
-    clips, args.inputs = split_clips(args.inputs, args.frames_fps)
-    if clips:
-        _choose_model(args)
-        status = _colorize_clips(args, clips)
-        return max(status, cmd_colorize(args)) if args.inputs else status
+    clips, photo_inputs = split_clips(args.inputs, args.frames_fps)
     out_dir = Path(args.output)
-    found = find_image_files(args.inputs, recursive=not args.no_recursive, skip=out_dir)
-    if not found:
+    found = []
+    if photo_inputs:
+        found = find_image_files(photo_inputs, recursive=not args.no_recursive, skip=out_dir)
+    if not clips and not found:
         print("error: no input images found", file=sys.stderr)
         return 2
     conditions = _conditions(args)
     _choose_model(args)
-    pipe = _pipeline(args, args.model)  # an unknown model fails before anything is created
+    # one pipeline for clips and photos; an unknown model fails before anything is created
+    pipe = _pipeline(args, args.model)
     _check_conditions(pipe.model, conditions)
+    status = _colorize_clips(args, clips, pipe, conditions) if clips else 0
+    if found:
+        status = max(status, _colorize_photos(args, found, pipe, conditions))
+    return status
+
+
+def _colorize_photos(args, found: list, pipe, conditions: dict) -> int:
+    from tqdm.auto import tqdm
+
+    out_dir = Path(args.output)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

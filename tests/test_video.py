@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from deepcolor import ColorizationPipeline
 from deepcolor.cli import main
@@ -217,6 +218,22 @@ def test_cli_colorizes_a_clip_with_the_default_model(tmp_path, monkeypatch, caps
     assert main(["colorize", str(clip), "-o", str(tmp_path / "out")]) == 0
     assert probe_clip(tmp_path / "out" / "home.mp4").frames == 3
     assert "default model: tint" in capsys.readouterr().err
+
+
+def test_cli_takes_clips_and_photos_in_one_run_with_one_model(tmp_path, monkeypatch, capsys):
+    import deepcolor.cli as cli
+
+    built = []
+    real = cli._pipeline
+    monkeypatch.setattr(cli, "_pipeline", lambda *a, **k: built.append(1) or real(*a, **k))
+    clip = write_clip(tmp_path / "home.mov", _frames(count=3))
+    photo = tmp_path / "still.png"
+    Image.fromarray(_frames(count=1)[0]).save(photo)
+    out = tmp_path / "out"
+    assert main(["colorize", str(clip), str(photo), "-o", str(out), "--model", "tint"]) == 0
+    assert probe_clip(out / "home.mp4").frames == 3 and (out / "still.png").is_file()
+    assert len(built) == 1  # the model is loaded once for both
+    assert "1 of 1 image(s) written" in capsys.readouterr().out
 
 
 # --- stabilisation --------------------------------------------------------------------------------
