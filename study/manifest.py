@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from deepcolor.atomic import atomic_open
 
 from .db import CellCount, Database, ModelCount, Participant, Stimulus, Study, Trial
+from .design import sentinel_count
 
 MANIFEST = "study.json"
 MEDIA = "media"
@@ -55,6 +56,13 @@ class Manifest:
     sentinels: int | None = None  # sentinel trials per participant (None: from the rate)
     allow_repeats: bool = False  # may a participant see a photo twice? (the organiser's choice)
     stimuli: list[StimulusEntry] = field(default_factory=list)
+
+    @property
+    def sentinels_per_participant(self) -> int:
+        """The recorded sentinel count; a manifest from before it was recorded: from the rate."""
+        if self.sentinels is not None:
+            return self.sentinels
+        return sentinel_count(self.test_trials, self.sentinel_rate)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)

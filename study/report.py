@@ -20,7 +20,7 @@ from deepcolor.atomic import atomic_open
 
 from .db import Database, Participant, Response, Study, Trial, masked, recorded_database
 from .db import database_url as resolve_url
-from .design import REAL, SENTINEL, chance_pass_rate, sentinel_count, sentinels_needed
+from .design import REAL, SENTINEL, chance_pass_rate, sentinels_needed
 from .manifest import Manifest, fail, read_manifest
 from .stats import bootstrap_interval, excluded_participants, rates_by, sentinel_accuracy
 
@@ -185,11 +185,7 @@ def report_from_db(db: Database, manifest: Manifest, *, reps: int = 2000, seed: 
         reps=reps,
         seed=seed,
     )
-    report.sentinels_planned = (
-        manifest.sentinels
-        if manifest.sentinels is not None
-        else sentinel_count(manifest.test_trials, manifest.sentinel_rate)
-    )
+    report.sentinels_planned = manifest.sentinels_per_participant
     return report
 
 

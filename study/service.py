@@ -41,7 +41,6 @@ from .design import (
     conditions_for,
     judge,
     plan_trials,
-    sentinel_count,
 )
 from .manifest import Manifest, record_manifest
 
@@ -201,11 +200,7 @@ class StudyService:
         self.protocol = manifest.protocol
         self.answers = answers_for(manifest.protocol)
         self.total = manifest.test_trials + manifest.practice_trials
-        self.sentinels = (
-            manifest.sentinels
-            if manifest.sentinels is not None
-            else sentinel_count(manifest.test_trials, manifest.sentinel_rate)
-        )
+        self.sentinels = manifest.sentinels_per_participant
         self.release_after_s = release_after_s
         self.clock = clock
         self._next_release = 0.0
