@@ -121,10 +121,10 @@ def _torch_threads(count: int | None) -> Iterator[None]:
 
 def _load_photo(path: Path, max_side: int) -> np.ndarray | None:
     """The photo as uint8 RGB at most ``max_side`` pixels on its long side; None if not colour."""
-    image = load_image(path, keep_alpha=False)
-    if not has_real_color(to_uint8(image.rgb)):
+    rgb = to_uint8(load_image(path, keep_alpha=False).rgb)
+    if not has_real_color(rgb):
         return None
-    pil = Image.fromarray(to_uint8(image.rgb), "RGB")
+    pil = Image.fromarray(rgb, "RGB")
     if max(pil.size) > max_side:
         pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return np.asarray(pil)
