@@ -231,6 +231,7 @@ class ControlNetTraining(TrainingRun):
 
         from .data import to_lab_batch
         from .records import save_grid
+        from .validation import score_sums, uint8_images
 
         args, dataset = self.args, self.data.validation
         count = min(args.num_validation_images, len(dataset))
@@ -243,7 +244,8 @@ class ControlNetTraining(TrainingRun):
         ab = self.sample(lab["L"].to(self.accelerator.device), prompts)
         output = lab_to_rgb(join_lab(lab["L"], ab.float().cpu()))
         grid = save_grid([gray_rgb_from_l(lab["L"]), output, rgb.float() / 255.0], grid_path)
-        return _scores(rgb, output), grid
+        sums = score_sums(rgb.permute(0, 2, 3, 1).numpy(), uint8_images(output))
+        return {key: value / count for key, value in sums.items()}, grid
 
     def sample(self, L: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         """ab of the current ControlNet, sampled as inference does."""
@@ -300,20 +302,6 @@ class ControlNetTraining(TrainingRun):
             "",
         ]
         return "\n".join(lines)
-
-
-def _scores(truth_rgb: torch.Tensor, output: torch.Tensor) -> dict[str, float]:
-    """Mean PSNR, CIEDE2000 and colourfulness of outputs (float [0, 1]) against uint8 originals."""
-    from deepcolor.metrics import ciede2000, colourfulness, psnr
-
-    out_u8 = (output.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype("uint8")
-    truth_u8 = truth_rgb.permute(0, 2, 3, 1).numpy()
-    pairs = list(zip(truth_u8, out_u8, strict=True))
-    return {
-        "psnr": sum(min(psnr(t, o), 100.0) for t, o in pairs) / len(pairs),
-        "ciede2000": sum(ciede2000(t, o) for t, o in pairs) / len(pairs),
-        "colourfulness": sum(colourfulness(o) for o in out_u8) / len(pairs),
-    }
 
 
 def _prompt_source(args) -> str:

@@ -21,9 +21,20 @@ from .data import to_lab_batch
 from .records import save_grid
 
 
-def _uint8(rgb: torch.Tensor) -> np.ndarray:
+def uint8_images(rgb: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8."""
     return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def score_sums(truth: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    """Summed PSNR, CIEDE2000 and colourfulness of uint8 (B, H, W, 3) outputs against their
+    originals (divide by the count for means)."""
+    sums = {"psnr": 0.0, "ciede2000": 0.0, "colourfulness": 0.0}
+    for original, predicted in zip(truth, output, strict=True):
+        sums["psnr"] += min(metrics.psnr(original, predicted), 100.0)  # identical would be inf
+        sums["ciede2000"] += metrics.ciede2000(original, predicted)
+        sums["colourfulness"] += metrics.colourfulness(predicted)
+    return sums
 
 
 @torch.no_grad()
@@ -61,12 +72,9 @@ def validate(
                 given = {c: lab[c] for c in conditions if c in lab}
                 ab = model.predict(lab["L"], **given).float()
                 rgb = lab_to_rgb(torch.cat([lab["L"], ab], dim=1))
-                truth, output = batch["rgb"].permute(0, 2, 3, 1).cpu().numpy(), _uint8(rgb)
-                for original, predicted in zip(truth, output, strict=True):
-                    psnr = metrics.psnr(original, predicted)
-                    totals["psnr"] += min(psnr, 100.0)  # identical images would give inf
-                    totals["ciede2000"] += metrics.ciede2000(original, predicted)
-                    totals["colourfulness"] += metrics.colourfulness(predicted)
+                truth = batch["rgb"].permute(0, 2, 3, 1).cpu().numpy()
+                for key, value in score_sums(truth, uint8_images(rgb)).items():
+                    totals[key] += value
                 if grid_rows is None:
                     k = min(num_grid_images, n)
                     grid_rows = [
