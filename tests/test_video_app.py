@@ -11,6 +11,7 @@ from test_video import _frames, write_clip
 
 from deepcolor import ColorizationPipeline
 from deepcolor.errors import InvalidCondition, InvalidVideo
+from deepcolor.ui import AppSettings
 from deepcolor.ui import video as video_ui
 from deepcolor.video import probe_clip
 
@@ -20,6 +21,7 @@ class _Catalog:
 
     def __init__(self) -> None:
         self.asked: list[str] = []
+        self.settings = AppSettings.from_env()
 
     def default_model(self) -> str:
         return "tint"
@@ -50,7 +52,7 @@ def test_clip_is_colourised_with_previews_and_summary(tmp_path):
 
 def test_long_or_large_clips_are_refused_with_advice(tmp_path, monkeypatch):
     source = write_clip(tmp_path / "film.mp4", _frames(count=8))
-    monkeypatch.setattr(video_ui, "MAX_FRAMES", 5)
+    monkeypatch.setenv("DEEPCOLOR_APP_MAX_VIDEO_FRAMES", "5")
     with pytest.raises(InvalidCondition) as info:
         video_ui.colorize_clip(str(source), "tint", _Catalog())
     assert str(info.value) == (

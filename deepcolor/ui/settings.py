@@ -26,6 +26,8 @@ class AppSettings:
     queue_size: int = 32  # waiting requests beyond which new ones are refused
     batch_max_files: int = 200
     batch_max_total_megabytes: float = 500.0  # uncompressed bytes read from one batch (zip bombs)
+    video_max_seconds: float = 20.0  # longer clips are for the command line
+    video_max_frames: int = 600
     device: str = "auto"
 
     @property
@@ -47,6 +49,10 @@ class AppSettings:
             batch_max_files=int(_env_float("DEEPCOLOR_APP_BATCH_MAX_FILES", cls.batch_max_files)),
             batch_max_total_megabytes=_env_float(
                 "DEEPCOLOR_APP_BATCH_MAX_MEGABYTES", cls.batch_max_total_megabytes
+            ),
+            video_max_seconds=_env_float("DEEPCOLOR_APP_MAX_VIDEO_SECONDS", cls.video_max_seconds),
+            video_max_frames=int(
+                _env_float("DEEPCOLOR_APP_MAX_VIDEO_FRAMES", cls.video_max_frames)
             ),
             device=os.environ.get("DEEPCOLOR_DEVICE", cls.device),
         )

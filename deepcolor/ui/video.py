@@ -6,7 +6,6 @@ that points to the command line, which streams clips of any length.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +14,9 @@ from typing import Any
 from ..errors import InvalidCondition
 from ..video import ClipInfo, ClipReader, colorize_video, probe_clip
 from .common import display_name, new_folder, path_of, save_png
+from .settings import AppSettings
 
 #: the longest clip the app takes (seconds, frames) and the largest frame; env overrides
-MAX_SECONDS = float(os.environ.get("DEEPCOLOR_APP_MAX_VIDEO_SECONDS", "20"))
-MAX_FRAMES = int(os.environ.get("DEEPCOLOR_APP_MAX_VIDEO_FRAMES", "600"))
 MAX_FRAME_PIXELS = 1920 * 1088
 PREVIEW_FRAMES = 4
 CLI_ADVICE = (
@@ -33,12 +31,13 @@ class VideoTabResult:
     summary: str = ""
 
 
-def check_app_limits(info: ClipInfo, name: str) -> None:
+def check_app_limits(info: ClipInfo, name: str, settings: AppSettings) -> None:
     """Refuse clips that are too long or too large for a shared server, saying what to do."""
-    if info.frames > MAX_FRAMES or info.seconds > MAX_SECONDS:
+    max_seconds, max_frames = settings.video_max_seconds, settings.video_max_frames
+    if info.frames > max_frames or info.seconds > max_seconds:
         raise InvalidCondition(
             f"{name} is {info.seconds:.1f} s long ({info.frames} frames); the app colourises clips "
-            f"of up to {MAX_SECONDS:g} s and {MAX_FRAMES} frames: cut it shorter, or "
+            f"of up to {max_seconds:g} s and {max_frames} frames: cut it shorter, or "
             f"{CLI_ADVICE}"
         )
     if info.width * info.height > MAX_FRAME_PIXELS:
@@ -75,7 +74,7 @@ def colorize_clip(
         raise InvalidCondition("upload a video clip first")
     name = display_name(value)
     info = probe_clip(path)
-    check_app_limits(info, name)
+    check_app_limits(info, name, catalog.settings)
     pipe = catalog.pipeline(model_name or catalog.default_model())
     folder = new_folder("video")
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(name).stem)[:60]
@@ -108,8 +107,10 @@ def video_tab(catalog, handler: Callable, clear_on_failure: Callable) -> None:
     import gradio as gr
 
     automatic = catalog.available(automatic=True)
+    limits = catalog.settings
     gr.Markdown(
-        f"Colourise a short clip (up to {MAX_SECONDS:g} s, {MAX_FRAMES} frames, 1920x1080): "
+        f"Colourise a short clip (up to {limits.video_max_seconds:g} s, "
+        f"{limits.video_max_frames} frames, 1920x1080): "
         "every frame is colourised, then the colours are stabilised along the motion so they "
         "do not flicker; scene cuts start afresh. Frame count, rate, size and audio are kept. "
         "Longer clips: `deepcolor colorize clip.mp4 -o out/`."
