@@ -1,5 +1,6 @@
 """Pieces several models share; a model file imports these, never another model file.
 
+* Weights in memory of their own, not views into a checkpoint file: :func:`own_memory`.
 * Checks of the viewing settings: :func:`check_chroma_gain`, :func:`check_temperature`.
 * Where a model's default weights come from: :func:`default_weights_for`.
 * Padding to the grid a network needs: :func:`pad_to_multiple`.
@@ -175,6 +176,45 @@ def conv_block(
         layers.append(nn.ReLU(inplace=True))
     layers.append(nn.BatchNorm2d(cout))
     return nn.Sequential(*layers)
+
+
+# --- weights in memory of their own ---------------------------------------------------------
+
+
+def owned_copy(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A contiguous copy of ``tensor`` in memory torch allocated (64-byte aligned).
+
+    Checkpoint readers (safetensors, diffusers, ``torch.load(mmap=True)``) hand out views into
+    the file's memory map, at whatever offset the header left. A model holding those views is
+    not quite the model that was saved: oneDNN picks other kernels for unaligned weights, whose
+    sums differ in the last bits on some CPUs, and the file cannot be replaced under it.
+    """
+    return tensor.to(dtype=dtype or tensor.dtype, copy=True, memory_format=torch.contiguous_format)
+
+
+def owns_memory(tensor: torch.Tensor) -> bool:
+    """True when ``tensor`` lives in torch-allocated, 64-byte aligned, contiguous memory (the
+    CUDA and meta allocators are trusted as they are)."""
+    if tensor.device.type != "cpu" or tensor.numel() == 0:
+        return True
+    return (
+        tensor.untyped_storage().resizable()
+        and tensor.data_ptr() % 64 == 0
+        and tensor.is_contiguous()
+    )
+
+
+def own_memory(module: nn.Module) -> nn.Module:
+    """Give every parameter and buffer of ``module`` memory of its own (see :func:`owned_copy`);
+    tied parameters stay tied (the same Parameter object gets the copy once)."""
+    for sub in module.modules():
+        for param in sub._parameters.values():
+            if param is not None and not owns_memory(param):
+                param.data = owned_copy(param.data)
+        for name, buffer in sub._buffers.items():
+            if buffer is not None and not owns_memory(buffer):
+                sub._buffers[name] = owned_copy(buffer)
+    return module
 
 
 # --- encoders over a gray image -----------------------------------------------------------------

@@ -37,7 +37,7 @@ from ..color import gray_rgb_from_l, join_lab, lab_to_rgb, rgb_to_lab
 from ..errors import DeepColorError, InvalidCondition, ModelUnavailable
 from ..registry import register_colorizer
 from ..weights import hub_offline, offline_advice
-from ._layers import default_weights_for
+from ._layers import default_weights_for, own_memory
 from .base import Colorizer
 
 DEFAULT_SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -228,6 +228,8 @@ class ControlNetColorizer(Colorizer):
         for part in self._frozen_parts(pipe):
             part.requires_grad_(False)
             part.eval()
+            own_memory(part)  # diffusers leaves the weights as views into the files
+        own_memory(controlnet)
         pipe.to(self._placement.device)
         self._pipe = pipe
         # Registered as a submodule: parameters(), state_dict() and optimisers see the ControlNet.

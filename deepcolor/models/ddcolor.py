@@ -35,6 +35,7 @@ from torch import nn
 from ..color import gray_rgb_from_l, join_lab, lab_to_rgb
 from ..errors import InvalidCondition, ModelUnavailable
 from ..registry import register_colorizer
+from ._layers import owned_copy
 from .base import Colorizer
 
 #: (blocks per stage, channels per stage) of the two published encoders
@@ -611,7 +612,10 @@ class DDColorColorizer(Colorizer):
         constants = {k: torch.tensor(v).view(1, 3, 1, 1) for k, v in INPUT_STATISTICS.items()}
         state = {**constants, **state}
         check_layout(model, state, what)
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        # copies in memory of their own: the model must not hold views into the file (owned_copy)
+        state = {
+            k: owned_copy(v, dtype if v.is_floating_point() else None) for k, v in state.items()
+        }
         model.load_state_dict(state, strict=True, assign=True)
         return model
 
