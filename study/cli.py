@@ -8,6 +8,8 @@ import secrets
 import sys
 from pathlib import Path
 
+from .errors import StudyError, fail
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -174,8 +176,6 @@ def _prepare(args) -> int:
 
 
 def _organiser_token(args) -> str:
-    from .manifest import fail
-
     if args.token is not None:
         fail(
             "--token would show the organiser token to every user of this machine (ps); "
@@ -234,9 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except Exception as error:  # only our own errors become messages; others keep their traceback
-        from deepcolor.errors import DeepColorError
-
-        if isinstance(error, DeepColorError):
+        # deepcolor's errors only come from `prepare`, which has imported deepcolor already.
+        library = sys.modules.get("deepcolor.errors")
+        if isinstance(error, StudyError) or (
+            library is not None and isinstance(error, library.DeepColorError)
+        ):
             print(f"error: {error}", file=sys.stderr)
             return 2
         raise

@@ -32,7 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
-from deepcolor.atomic import atomic_open
+from .errors import fail
+from .files import write_atomically
 
 SQLITE_NAME = "study.sqlite"
 DATABASE_RECORD = "database.json"  # which database the folder's study lives in
@@ -207,8 +208,6 @@ def recorded_database(study_dir: str | os.PathLike) -> str | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))["url"]
     except (ValueError, KeyError, TypeError):
-        from .manifest import fail
-
         fail(f"{path} is damaged; delete it and pass --database-url")
 
 
@@ -217,8 +216,8 @@ def record_database(study_dir: str | os.PathLike, url: str) -> None:
     stored = None if url.startswith("sqlite") else masked(url)
     if Path(study_dir, DATABASE_RECORD).is_file() and recorded_database(study_dir) == stored:
         return
-    with atomic_open(Path(study_dir) / DATABASE_RECORD, prefix=".database-") as handle:
-        handle.write(json.dumps({"url": stored}).encode("utf-8"))
+    data = json.dumps({"url": stored}).encode("utf-8")
+    write_atomically(Path(study_dir) / DATABASE_RECORD, data, prefix=".database-")
 
 
 def database_url(study_dir: str | os.PathLike, explicit: str | None = None) -> str:
@@ -231,8 +230,6 @@ def database_url(study_dir: str | os.PathLike, explicit: str | None = None) -> s
     recorded = recorded_database(study_dir)
     if recorded is not None:
         if "***" in recorded:
-            from .manifest import fail
-
             fail(
                 f"this study's answers are in {recorded}; give its password: set DATABASE_URL "
                 "or pass --database-url"

@@ -9,24 +9,16 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 from sqlalchemy import func, select
 
-from deepcolor.atomic import atomic_open
-
 from .db import CellCount, Database, ModelCount, Participant, Stimulus, Study, Trial
 from .design import sentinel_count
+from .errors import fail
+from .files import write_atomically
 
 MANIFEST = "study.json"
 MEDIA = "media"
-
-
-def fail(message: str) -> NoReturn:
-    """Raise :class:`study.errors.StudyError` (imported late: it pulls in deepcolor and torch)."""
-    from .errors import StudyError
-
-    raise StudyError(message)
 
 
 @dataclass
@@ -81,9 +73,7 @@ def media_path(study_dir: str | os.PathLike, media_id: str) -> Path:
 def write_manifest(study_dir: str | os.PathLike, manifest: Manifest) -> Path:
     """Atomically write ``study.json`` (a crash never leaves half a manifest)."""
     path = Path(study_dir) / MANIFEST
-    with atomic_open(path, prefix=".study-") as handle:
-        handle.write(manifest.to_json().encode("utf-8"))
-    return path
+    return write_atomically(path, manifest.to_json().encode("utf-8"), prefix=".study-")
 
 
 def read_manifest(study_dir: str | os.PathLike) -> Manifest:

@@ -16,12 +16,13 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
-from deepcolor.atomic import atomic_open
-
 from .db import Database, Participant, Response, Study, Trial, masked, recorded_database
 from .db import database_url as resolve_url
 from .design import REAL, SENTINEL, chance_pass_rate, sentinels_needed
-from .manifest import Manifest, fail, read_manifest
+from .errors import fail
+from .exports import csv_table
+from .files import write_atomically
+from .manifest import Manifest, read_manifest
 from .stats import bootstrap_interval, excluded_participants, rates_by, sentinel_accuracy
 
 RESPONSE_COLUMNS = [
@@ -66,22 +67,6 @@ def load_responses(db: Database, public_id: str) -> pd.DataFrame:
     frame = pd.DataFrame([tuple(r) for r in rows], columns=RESPONSE_COLUMNS)
     frame["correct"] = frame["correct"].astype(bool)
     frame["judged_real"] = frame["judged_real"].astype(bool)
-    return frame
-
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``frame`` whose text cells cannot run as spreadsheet formulas: a cell starting
-    with ``=``, ``+``, ``-``, ``@``, tab or CR (e.g. a photo named ``=HYPERLINK(...)``) gets a
-    ``'`` in front, as OWASP advises for CSV exports. Numbers are left alone."""
-    frame = frame.copy()
-    for column in frame.columns:
-        if not pd.api.types.is_numeric_dtype(frame[column]) and frame[column].dtype != bool:
-            frame[column] = frame[column].map(
-                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v
-            )
     return frame
 
 
@@ -261,8 +246,7 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
         ("sentinels", report.sentinels),
         ("responses", report.responses),
     ):
-        with atomic_open(paths[kind], prefix=".report-") as handle:
-            handle.write(csv_safe(table).to_csv(index=False).encode("utf-8"))
+        write_atomically(paths[kind], csv_table(table).encode("utf-8"), prefix=".report-")
     plot(report, paths["chart"])
     return paths
 

@@ -24,9 +24,10 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 from .db import Database, record_database
+from .errors import fail
+from .exports import csv_table
 from .manifest import Manifest, media_path, read_manifest
 from .ratelimit import RateLimiter
-from .report import csv_safe
 from .service import SESSION_TTL_S, State, StudyService, SubmitResult
 
 HERE = Path(__file__).parent
@@ -201,8 +202,6 @@ def create_app(
     proxy with ``--proxy-headers``). ``seed`` fixes the allocation's draws (tests only).
     """
     if len(organiser_token) < 12:
-        from .manifest import fail
-
         fail("the organiser token must be at least 12 characters")
     manifest = read_manifest(study_dir)
     db = Database.for_study(study_dir, database_url)
@@ -536,7 +535,7 @@ def _organiser_pages(app: FastAPI, site: _Site) -> None:
         if name not in tables:
             return Response("not found", status_code=404, media_type="text/plain")
         return Response(
-            csv_safe(tables[name]).to_csv(index=False),
+            csv_table(tables[name]),
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )

@@ -54,7 +54,7 @@ def backend(request, template, tmp_path):
     url = os.environ.get("DATABASE_URL_TEST")
     if not url:
         pytest.skip("DATABASE_URL_TEST is not set (CI sets it to its PostgreSQL server)")
-    from study.loadtest import postgres_schema
+    from study.simulate import postgres_schema
 
     with postgres_schema(url) as scoped:
         yield folder, scoped

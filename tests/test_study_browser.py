@@ -16,8 +16,8 @@ from browser import chromium
 from PIL import Image, ImageDraw
 
 from study.db import Database, Response
-from study.loadtest import ServerProcess, simulate
 from study.prepare import prepare_study
+from study.simulate import ServerProcess, simulate
 
 TOKEN = "organiser-secret-token"
 

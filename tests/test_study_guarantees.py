@@ -21,13 +21,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import event, select, text, update
 
-from study.audit import make_photos, prepare_template
+from study.acceptance import make_photos, prepare_template
 from study.cli import main
 from study.db import CellCount, Database, Participant, Trial
 from study.manifest import read_manifest
 from study.prepare import has_real_color
 from study.ratelimit import RateLimiter
-from study.report import csv_safe
 from study.server import create_app
 from study.service import LOAD_ALLOWANCE_S
 
@@ -202,15 +201,14 @@ def test_csv_exports_neutralise_spreadsheet_formulas(make_client, backend, tmp_p
     db = Database(backend[1])
     try:
         with db.write() as session, session.begin():
-            session.execute(update(Trial).values(photo='=HYPERLINK("http://x","y")'))
+            session.execute(update(Trial).values(photo="\r=1+1.png"))
     finally:
         db.dispose()
-    exported = pd.read_csv(io.StringIO(client.get("/organiser/responses.csv", headers=AUTH).text))
-    assert exported["photo"].tolist() == ['\'=HYPERLINK("http://x","y")']
-    frame = pd.DataFrame({"photo": ["=a", "+b", "-c", "@d", "\te", "ok"], "n": [-1, 2, 3, 4, 5, 6]})
-    safe = csv_safe(frame)
-    assert safe["photo"].tolist() == ["'=a", "'+b", "'-c", "'@d", "'\te", "ok"]
-    assert safe["n"].tolist() == [-1, 2, 3, 4, 5, 6]  # numbers stay numbers
+    text = client.get("/organiser/responses.csv", headers=AUTH).text
+    assert '"\'\r=1+1.png"' in text  # quoted: the line break stays in its cell
+    assert "\n=1+1" not in text and "\r=1+1" not in text.replace("'\r=1+1", "")
+    exported = pd.read_csv(io.StringIO(text))
+    assert len(exported) == 1 and exported["photo"].tolist() == ["'\r=1+1.png"]
 
 
 def test_a_replayed_answer_form_goes_on_instead_of_saying_not_stored(make_client):
@@ -495,7 +493,7 @@ def test_report_after_a_postgres_run_follows_the_folder_and_matches_sqlite(
     pg = os.environ.get("DATABASE_URL_TEST")
     if not pg:
         pytest.skip("DATABASE_URL_TEST is not set (CI sets it to its PostgreSQL server)")
-    from study.loadtest import postgres_schema
+    from study.simulate import postgres_schema
 
     def run(folder, url):
         app = create_app(folder, organiser_token=TOKEN, database_url=url, seed=11)

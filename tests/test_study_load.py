@@ -17,7 +17,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from study.audit import (
+from study.acceptance import (
     audit_images,
     cell_balance,
     prepare_template,
@@ -27,7 +27,7 @@ from study.audit import (
     truth_from_db,
 )
 from study.db import Database, Participant, Response
-from study.loadtest import ServerProcess, flood_joins, postgres_schema, simulate
+from study.simulate import ServerProcess, flood_joins, postgres_schema, simulate
 
 TOKEN = "organiser-secret-token"
 PARTICIPANTS, TRIALS = 50, 40

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select
 
-from study.audit import make_photos as colourful_photos
+from study.acceptance import make_photos as colourful_photos
 from study.cli import main
 from study.db import Database, Participant, Response, Trial
 from study.manifest import read_manifest
