@@ -62,8 +62,9 @@ SECURITY_HEADERS = [
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a request body over ``limit`` bytes, declared or streamed; adds
-    :data:`SECURITY_HEADERS` to every response.
+    """ASGI middleware: 413 for a request body over ``limit`` bytes, declared or streamed (400 for
+    a malformed Content-Length); adds :data:`SECURITY_HEADERS` to every response, these
+    refusals included.
 
     The body is read here (it is small by construction) and replayed to the app, so an oversized
     request never reaches a handler and changes nothing.
@@ -119,7 +120,11 @@ class BodyLimit:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"text/plain"), (b"connection", b"close")],
+                "headers": [
+                    (b"content-type", b"text/plain"),
+                    (b"connection", b"close"),
+                    *SECURITY_HEADERS,
+                ],
             }
         )
         await send({"type": "http.response.body", "body": text})

@@ -162,6 +162,25 @@ def test_pages_carry_csp_and_frame_options(make_client):
     assert "style=" not in page and "<script>" not in page  # nothing inline for the CSP to block
 
 
+def test_refused_bodies_carry_the_security_headers_too(make_client):
+    client = make_client()
+    json_type = {"content-type": "application/json"}
+    too_large = client.post("/api/join", content=b"x" * 17_000, headers=json_type)
+    bad_length = client.post(
+        "/api/join", content=b"{}", headers={**json_type, "content-length": "x"}
+    )
+    for response, status, message in (
+        (too_large, 413, "request body too large"),
+        (bad_length, 400, "bad Content-Length"),
+    ):
+        assert response.status_code == status and response.text == message
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_organiser_cookie_is_a_session_with_expiry_secure_over_tls_and_logout(make_client, scheme):
     client = make_client(base_url=f"{scheme}://testserver")
