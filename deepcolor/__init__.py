@@ -6,9 +6,10 @@ Public API::
 """
 
 from .errors import DeepColorError
+from .factory import create_colorizer
 from .images import load_image
 from .pipeline import ColorizationPipeline, ColorizationResult
-from .registry import colorizer_info, create_colorizer, list_colorizers, register_colorizer
+from .registry import colorizer_info, list_colorizers, register_colorizer
 
 __version__ = "0.1.0"
 

@@ -159,7 +159,7 @@ class ColorizationPipeline:
         weights: str | None = "default",
     ) -> None:
         if isinstance(model, str):
-            from .registry import create_colorizer
+            from .factory import create_colorizer
 
             model = create_colorizer(model, weights=weights)
         self.device = resolve_device(device)

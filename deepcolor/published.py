@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .convert.official import OFFICIAL, OFFICIAL_SPEC, cached_official_folder
 from .errors import ModelUnavailable, UnknownModel
+from .factory import resolve_model_weights
 from .registry import DEFAULT_AUTOMATIC, colorizer_info, list_colorizers
-from .weights import OFFICIAL_SPEC, hub_offline, in_hub_cache
+from .weights import hub_offline, in_hub_cache
 
 DEFAULT_MODEL_ENV = "DEEPCOLOR_DEFAULT_MODEL"
 #: the automatic model preferred when its published weights can be had
@@ -44,8 +46,6 @@ class PublishedWeights:
     def cached_folder(self) -> Path | None:
         """The local folder when the weights are here (never downloads)."""
         if self.weights == OFFICIAL_SPEC:
-            from .convert.official import cached_official_folder
-
             return cached_official_folder(self.model)
         return in_hub_cache(self.weights)
 
@@ -55,9 +55,7 @@ class PublishedWeights:
 
     def fetch(self) -> Path:
         """Download (and convert) now unless cached; the folder ``--weights`` takes."""
-        from .weights import resolve_weights
-
-        return resolve_weights(self.weights, model_name=self.model)
+        return resolve_model_weights(self.weights, self.model)
 
 
 _DDCOLOR = "Kang et al., DDColor (ICCV 2023), piddnad/DDColor"
@@ -105,8 +103,6 @@ _PUBLISHED = (
 
 
 def _official_entries() -> tuple[PublishedWeights, ...]:
-    from .convert.official import OFFICIAL
-
     sizes = {"eccv16": 128_964_040, "siggraph17": 136_771_184}
     return tuple(
         PublishedWeights(

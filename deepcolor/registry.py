@@ -1,18 +1,19 @@
-"""The model registry: ``register_colorizer`` / ``create_colorizer`` / ``list_colorizers``.
+"""The model catalogue: ``register_colorizer`` / ``colorizer_info`` / ``list_colorizers``.
 
-Modelled on timm's ``register_model`` + ``create_model``: each model file registers a factory
-under a unique name with a description of what it needs, and callers build models by name.
+Modelled on timm's ``_registry``: each model file registers a factory under a unique name with a
+description of what it needs. Building a model with its weights is the factory's
+(:func:`deepcolor.factory.create_colorizer`), the only place that puts the two together; this
+module knows nothing of weights, so model files can import it from below.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DuplicateModel, ModelUnavailable, UnknownModel
+from .errors import DuplicateModel, UnknownModel
 
 
 @dataclass(frozen=True)
@@ -117,33 +118,3 @@ def list_colorizers() -> list[ColorizerInfo]:
     """Every registered model, sorted by name."""
     _ensure_models_loaded()
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
-
-
-def create_colorizer(
-    name: str, weights: str | None = "default", **kwargs: Any
-):  # -> Colorizer (import cycle)
-    """Build model ``name``.
-
-    ``weights``: ``"default"`` loads the shipped weights where the model has them (a model that
-    needs weights and has none raises :class:`ModelUnavailable`); ``None`` builds it with fresh
-    (random or pretrained-backbone) weights; anything else is a local ``save_pretrained`` folder,
-    a Hub id or ``official`` (the authors' released checkpoint, converted on first use).
-    """
-    from .weights import default_weights_problem, resolve_weights
-
-    info = colorizer_info(name)
-    if weights is None:
-        return info.factory(**{**info.defaults, **kwargs})
-    if weights == "default":
-        if info.default_weights is None:
-            if not info.trainable:  # baselines carry no trained weights
-                return info.factory(**{**info.defaults, **kwargs})
-            raise ModelUnavailable(default_weights_problem(info))
-        weights = info.default_weights
-    folder = resolve_weights(weights, model_name=name)
-    cls = info.factory
-    if not hasattr(cls, "from_pretrained"):
-        raise ModelUnavailable(f"model {name!r} cannot load saved weights")
-    # huggingface_hub prints "Loading weights from local directory" on every local load
-    with contextlib.redirect_stdout(io.StringIO()):
-        return cls.from_pretrained(str(folder), **kwargs)

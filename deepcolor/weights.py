@@ -1,10 +1,8 @@
-"""Where a model's weights come from: the shipped folder, a local folder, a Hub id, or an
-official checkpoint converted on first use.
+"""Where weights come from: the shipped folder, a local folder or a Hub id, as a local folder.
 
-One way to say where a model's default weights are: ``register_colorizer(default_weights=...)``
-with a spec that :func:`resolve_weights` understands (``shipped:NAME``, a Hub id,
-``official``); :func:`default_weights_problem` says whether
-they can be had here without loading or downloading anything.
+This layer knows no model: a model's name only labels the messages, and advice that depends on
+the model (``deepcolor download NAME``) is passed in as text by the factory
+(:mod:`deepcolor.factory`), which also resolves the ``official`` spec through the converters.
 """
 
 from __future__ import annotations
@@ -20,8 +18,6 @@ if TYPE_CHECKING:
     import torch
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
-#: the weights spec naming a model's official published checkpoint
-OFFICIAL_SPEC = "official"
 
 
 def shipped_weights(model_name: str) -> Path | None:
@@ -30,24 +26,23 @@ def shipped_weights(model_name: str) -> Path | None:
     return folder if (folder / "config.json").is_file() else None
 
 
-def _looks_like_hub_id(spec: str) -> bool:
+def looks_like_hub_id(spec: str) -> bool:
+    """``owner/name``, and not a path."""
     parts = spec.split("/")
     return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
 
 
-def resolve_weights(spec: str | os.PathLike, model_name: str = "model") -> Path:
+def resolve_weights(
+    spec: str | os.PathLike, model_name: str = "model", fetch_advice: str = ""
+) -> Path:
     """Turn a weights spec into a local folder.
 
-    ``spec`` may be ``shipped:NAME`` (the package's own folder), a local folder, a Hub id
-    (``owner/name``), which is downloaded (or found in the cache when offline), or ``official``
-    (``model_name``'s official checkpoint, downloaded and converted once: see
-    :mod:`deepcolor.convert.official`).
+    ``spec`` may be ``shipped:NAME`` (the package's own folder), a local folder or a Hub id
+    (``owner/name``), which is downloaded (or found in the cache when offline). ``fetch_advice``
+    is how else to get a Hub repository (e.g. `` `deepcolor download NAME` ``), said when it
+    cannot be downloaded here.
     """
     text = str(spec)
-    if text == OFFICIAL_SPEC and not Path(text).exists():
-        from .convert.official import official_folder
-
-        return official_folder(model_name)
     if text.startswith("shipped:"):
         folder = shipped_weights(text.split(":", 1)[1])
         if folder is None:
@@ -63,9 +58,9 @@ def resolve_weights(spec: str | os.PathLike, model_name: str = "model") -> Path:
                 f"weights for {model_name!r}: {path} is a file, expected a folder"
             )
         return path
-    if not _looks_like_hub_id(text):
+    if not looks_like_hub_id(text):
         raise ModelUnavailable(f"weights for {model_name!r}: no folder {path} and not a Hub id")
-    return download_from_hub(text, model_name)
+    return download_from_hub(text, model_name, fetch_advice=fetch_advice)
 
 
 def hub_offline() -> bool:
@@ -98,8 +93,11 @@ def in_hub_cache(repo_id: str, required: str | None = "config.json") -> Path | N
     return folder if required is None or (folder / required).is_file() else None
 
 
-def download_from_hub(repo_id: str, model_name: str = "model", **kwargs) -> Path:
-    """``snapshot_download`` with an error that says what to do when offline."""
+def download_from_hub(
+    repo_id: str, model_name: str = "model", fetch_advice: str = "", **kwargs
+) -> Path:
+    """``snapshot_download`` with an error that says what to do when offline (``fetch_advice``:
+    another way to get the repository, e.g. `` `deepcolor download NAME` ``)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -107,59 +105,29 @@ def download_from_hub(repo_id: str, model_name: str = "model", **kwargs) -> Path
         return Path(snapshot_download(repo_id, **kwargs))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         if hub_offline():
-            raise WeightsNotDownloaded(hub_offline_message(repo_id, model_name)) from exc
+            raise WeightsNotDownloaded(
+                hub_offline_message(repo_id, model_name, fetch_advice)
+            ) from exc
         raise WeightsNotDownloaded(
             f"weights for {model_name!r}: the Hub repository {repo_id!r} is not in the local "
             f"cache and cannot be downloaded here ({type(exc).__name__}). On a machine with "
-            f"internet run {_fetch_advice(repo_id, model_name)} and pass that folder as "
+            f"internet run {_fetch_advice(repo_id, fetch_advice)} and pass that folder as "
             "--weights FOLDER."
         ) from exc
 
 
-def _fetch_advice(repo_id: str, model_name: str) -> str:
-    """`deepcolor download NAME` for a model's own published weights, else `hf download`."""
+def _fetch_advice(repo_id: str, fetch_advice: str) -> str:
+    """``fetch_advice`` (a model's own download command) or `hf download`."""
     hf = f"`hf download {repo_id} --local-dir FOLDER`"
-    from .registry import _REGISTRY
-
-    info = _REGISTRY.get(model_name)
-    if info is not None and info.default_weights == repo_id:
-        return f"`deepcolor download {model_name}` (it prints the folder) or {hf}"
-    return hf
+    return f"{fetch_advice} or {hf}" if fetch_advice else hf
 
 
-def default_weights_problem(info) -> str:  # info: registry.ColorizerInfo (import cycle)
-    """Empty when ``info``'s default weights can be had here, else why not, in one line.
-
-    Nothing is loaded or downloaded: shipped and local folders must exist, Hub ids and official
-    checkpoints must be cached or downloads allowed (HF_HUB_OFFLINE unset).
-    """
-    spec = info.default_weights
-    if spec is None:
-        if not info.trainable:
-            return ""  # baselines carry no weights
-        return (
-            f"model {info.name!r} has no default weights in this installation; train it "
-            f"(`accelerate launch -m train --model {info.name} ...`) and pass --weights RUN/final"
-        )
-    if _looks_like_hub_id(spec) and not Path(spec).expanduser().exists():
-        if not hub_offline() or in_hub_cache(spec) is not None:
-            return ""  # cached, or downloaded on first use
-        return hub_offline_message(spec, info.name)
-    if spec == OFFICIAL_SPEC and not hub_offline():
-        return ""  # cached, or downloaded and converted on first use
-    try:
-        resolve_weights(spec, model_name=info.name)  # folders only: nothing is downloaded
-    except ModelUnavailable as exc:
-        return str(exc)
-    return ""
-
-
-def hub_offline_message(repo_id: str, model_name: str) -> str:
+def hub_offline_message(repo_id: str, model_name: str, fetch_advice: str = "") -> str:
     """Why a Hub repository that is not cached cannot be had while offline, and what to do."""
     return (
         f"weights for {model_name!r}: the Hub repository {repo_id!r} is not in the local cache "
         f"and downloads are off (HF_HUB_OFFLINE is set). On a machine with internet run "
-        f"{_fetch_advice(repo_id, model_name)} and pass that folder as --weights FOLDER, or "
+        f"{_fetch_advice(repo_id, fetch_advice)} and pass that folder as --weights FOLDER, or "
         "unset HF_HUB_OFFLINE."
     )
 

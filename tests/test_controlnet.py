@@ -12,6 +12,7 @@ from tiny_diffusion import build_tiny_pipeline, tiny_colorizer_kwargs
 
 from deepcolor.color import rgb_to_lab
 from deepcolor.errors import InvalidCondition, ModelUnavailable
+from deepcolor.factory import create_colorizer
 from deepcolor.models.controlnet import (
     CONTROLNET_MODEL_ENV,
     DEFAULT_CONTROLNET_MODEL,
@@ -19,7 +20,7 @@ from deepcolor.models.controlnet import (
     SD_MODEL_ENV,
     ControlNetColorizer,
 )
-from deepcolor.registry import colorizer_info, create_colorizer
+from deepcolor.registry import colorizer_info
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from test_train_support import isolated_run, reset_accelerate  # noqa: F401  (a fixture)
 from tiny_diffusion import build_tiny_pipeline
 
-from deepcolor.registry import create_colorizer
+from deepcolor.factory import create_colorizer
 from train.controlnet import main
 from train.records import read_metrics
 

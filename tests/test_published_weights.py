@@ -19,6 +19,7 @@ import torch
 from deepcolor.cli import main
 from deepcolor.convert import official
 from deepcolor.errors import ModelUnavailable, UnknownModel, WeightsNotDownloaded
+from deepcolor.factory import create_colorizer, default_weights_problem
 from deepcolor.models.eccv16 import ECCV16Colorizer
 from deepcolor.published import (
     DEFAULT_MODEL_ENV,
@@ -27,8 +28,7 @@ from deepcolor.published import (
     find_published,
     published_weights,
 )
-from deepcolor.registry import colorizer_info, create_colorizer
-from deepcolor.weights import default_weights_problem
+from deepcolor.registry import colorizer_info
 
 # --- a loopback server -------------------------------------------------------------------------
 

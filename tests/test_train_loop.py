@@ -21,7 +21,8 @@ from test_train_support import (  # noqa: F401  (isolated_run: a fixture)
     write_save_to_disk,
 )
 
-from deepcolor.registry import create_colorizer, list_colorizers
+from deepcolor.factory import create_colorizer
+from deepcolor.registry import list_colorizers
 from train.loop import main
 from train.records import read_metrics
 

@@ -71,8 +71,8 @@ def check_model(name: str):
 
 def build_model(args):
     """``create_colorizer(--model, weights=--init_weights, **--model_kwargs)``."""
+    from deepcolor.factory import create_colorizer
     from deepcolor.models.base import Colorizer
-    from deepcolor.registry import create_colorizer
 
     try:
         model = create_colorizer(args.model, weights=args.init_weights, **args.model_kwargs)

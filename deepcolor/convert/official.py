@@ -21,6 +21,8 @@ from pathlib import Path
 
 from ..errors import ModelUnavailable, WeightsNotDownloaded
 
+#: the weights spec naming a model's official published checkpoint (``--weights official``)
+OFFICIAL_SPEC = "official"
 CACHE_ENV = "DEEPCOLOR_CACHE"
 #: what a converted folder records about its origin
 PROVENANCE_FILE = "deepcolor_source.json"

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from ..errors import InvalidCondition
-from ..registry import colorizer_info, create_colorizer, register_colorizer
+from ..factory import create_colorizer
+from ..registry import colorizer_info, register_colorizer
 from ._layers import check_chroma_gain
 from .base import Colorizer
 

@@ -11,11 +11,11 @@ import threading
 from dataclasses import dataclass
 
 from ..errors import DeepColorError, ModelUnavailable, UnknownModel
+from ..factory import create_colorizer, default_weights_problem
 from ..models.base import Colorizer
 from ..pipeline import ColorizationPipeline, resolve_device
 from ..published import DefaultChoice, choose_default_model
-from ..registry import DEFAULT_AUTOMATIC, ColorizerInfo, create_colorizer, list_colorizers
-from ..weights import default_weights_problem
+from ..registry import DEFAULT_AUTOMATIC, ColorizerInfo, list_colorizers
 from .diffusion import missing_weights
 from .settings import AppSettings
 
