@@ -50,6 +50,7 @@ from .manifest import (
     record_manifest,
     write_manifest,
 )
+from .public_sets import public_photo_warning
 
 SENTINEL_GAIN = -1.6  # invert the hue (180 degrees) and push the saturation
 # A photo carries real colour when its chroma varies a lot (the library's colour spread), or when
@@ -255,6 +256,9 @@ def prepare_study(
     photos, _ = _color_photos(images, files, max_side)
     if not photos:
         raise StudyError(f"{images}: none of the {len(files)} photos is in colour")
+    warning = public_photo_warning(photos)
+    if warning:
+        print(warning, file=sys.stderr)
     needed = photos_needed(test_trials, practice_trials)
     if len(photos) < needed and not allow_repeats:
         raise StudyError(

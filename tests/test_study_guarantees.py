@@ -470,6 +470,36 @@ def test_prepare_refuses_too_few_photos_and_says_how_many(tmp_path, capsys):
     assert read_manifest(tmp_path / "o").allow_repeats
 
 
+def test_prepare_warns_about_photos_of_public_benchmark_sets(tmp_path, capsys):
+    photos = make_photos(tmp_path / "p", 6)
+    (photos / "photo000.png").rename(photos / "kodim01.png")
+    (photos / "photo001.png").rename(photos / "n01440764.png")
+    args = ["prepare", "--images", str(photos), "--models", "gray", "--trials", "4"]
+    assert main([*args, "--sentinel-rate", "0", "--out", str(tmp_path / "o")]) == 0
+    assert (
+        "warning: 2 of 6 photos look like photos of public benchmark sets (Kodak24: kodim01; "
+        "ImageNet: n01440764). A participant who looks up the published file knows which "
+        "image is the original without judging colour; photos of your own that were never "
+        "published make a sounder study."
+    ) in capsys.readouterr().err
+
+
+def test_a_resized_public_photo_is_recognised_under_another_name(shared_data):
+    from study.public_sets import public_set_of
+
+    photo = Image.open(shared_data / "eval" / "kodak24" / "kodim05.png").convert("RGB")
+    photo.thumbnail((300, 300))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=70)
+    assert public_set_of("holiday", np.asarray(Image.open(buffer))) == "Kodak24"
+    assert public_set_of("holiday", np.asarray(make_photos_array())) is None
+
+
+def make_photos_array():
+    y, x = np.mgrid[0:48, 0:64]
+    return np.stack([x * 4 % 256, y * 5 % 256, (x + y) * 3 % 256], -1).astype(np.uint8)
+
+
 def test_prepare_keeps_kodim17_and_rejects_gray_and_sepia(shared_data):
     kodim17 = shared_data / "eval" / "kodak24" / "kodim17.png"
     if not kodim17.is_file():
