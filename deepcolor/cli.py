@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
-from .errors import DeepColorError, InvalidCondition, ModelUnavailable, WeightsNotDownloaded
+from .errors import DeepColorError, InvalidCondition, WeightsNotDownloaded
 from .registry import DEFAULT_AUTOMATIC, list_colorizers
 
 EPILOG = """examples:
@@ -141,7 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("png", "jpg", "webp", "tiff"),
         help="output file format (default: png, lossless)",
     )
-    colorize.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    existing = colorize.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep existing outputs and report them as skipped: a rerun continues where a "
+        "stopped or killed run left off (outputs are written whole or not at all)",
+    )
+    colorize.add_argument(
+        "--manifest",
+        metavar="CSV",
+        help="the run manifest, one row per input (input, output, model, weights, seconds, "
+        "status, reason), written as the run goes (default: OUTDIR/manifest.csv)",
+    )
     colorize.add_argument(
         "--no-recursive", action="store_true", help="do not descend into subfolders"
     )
@@ -281,11 +293,6 @@ def _check_conditions(model, conditions: dict) -> None:
     model.check_conditions(conditions)
 
 
-def _without_name(reason: str, path: Path) -> str:
-    prefix = f"{path.name}: "
-    return reason[len(prefix) :] if reason.startswith(prefix) else reason
-
-
 def _choose_model(args) -> None:
     """No --model: the default is chosen, and said, once for clips and photos alike."""
     if args.model is None:
@@ -296,104 +303,51 @@ def _choose_model(args) -> None:
         args.model = choice.name
 
 
-def _list_failures(failures: list[tuple[Path, str]], total: int, what: str) -> int:
-    """Every failed input with its reason, on stderr; the exit status: 1 if any failed."""
-    if not failures:
-        return 0
-    print(f"{len(failures)} of {total} {what} failed:", file=sys.stderr)
-    for path, reason in failures:
-        print(f"  {path}: {reason}", file=sys.stderr)
-    return 1
-
-
-def _colorize_clips(args, clips: list[Path], pipe, conditions: dict) -> int:
-    from .video import run_clips
-
-    outcomes = run_clips(
-        clips,
-        Path(args.output),
-        pipe,
-        conditions,
-        video_format=args.video_format,
-        suffix=args.suffix,
-        overwrite=args.overwrite,
-        frames_fps=args.frames_fps,
-        stabilize=not args.no_stabilize,
-    )
-    failures: list[tuple[Path, str]] = []
-    for clip, result, reason in outcomes:
-        if result is None:
-            failures.append((clip, reason))
-            continue
-        for note in result.notes:
-            print(f"note: {clip.name}: {note}", file=sys.stderr)
-        print(
-            f"{clip} -> {result.path}: {result.frames} frames, {result.shots} shot(s), "
-            f"{result.seconds:.1f} s"
-        )
-    return _list_failures(failures, len(clips), "clip(s)")
-
-
 def cmd_colorize(args) -> int:
     from .pipeline import find_image_files
+    from .runs import RunOptions, plan, process_device, process_state, report, run
     from .video import split_clips
 
-    clips, photo_inputs = split_clips(args.inputs, args.frames_fps)
     out_dir = Path(args.output)
+    recursive = not args.no_recursive
+    clips, photo_inputs = split_clips(
+        args.inputs, args.frames_fps, recursive=recursive, skip=out_dir
+    )
     found = []
     if photo_inputs:
-        found = find_image_files(photo_inputs, recursive=not args.no_recursive, skip=out_dir)
+        found = find_image_files(photo_inputs, recursive=recursive, skip=out_dir)
     if not clips and not found:
-        print("error: no input images found", file=sys.stderr)
+        print("error: no input images or clips found", file=sys.stderr)
         return 2
     conditions = _conditions(args)
     _choose_model(args)
+    state = process_state()
+    args.device = process_device(state, args.device)
     # one pipeline for clips and photos; an unknown model fails before anything is created
     pipe = _pipeline(args, args.model)
     _check_conditions(pipe.model, conditions)
-    status = _colorize_clips(args, clips, pipe, conditions) if clips else 0
-    if found:
-        status = max(status, _colorize_photos(args, found, pipe, conditions))
-    return status
-
-
-def _colorize_photos(args, found: list, pipe, conditions: dict) -> int:
-    from tqdm.auto import tqdm
-
-    out_dir = Path(args.output)
+    options = RunOptions(
+        out_dir=out_dir,
+        manifest=Path(args.manifest) if args.manifest else out_dir / "manifest.csv",
+        model=args.model,
+        weights=args.weights,
+        suffix=args.suffix,
+        photo_format=args.format,
+        video_format=args.video_format,
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        frames_fps=args.frames_fps,
+        stabilize=not args.no_stabilize,
+    )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"error: cannot create output folder {out_dir}: {exc.strerror}", file=sys.stderr)
         return 2
-    failures: list[tuple[Path, str]] = []
-    written = 0
-    inputs_resolved = {path.resolve() for path, _ in found}
-    claimed: dict[str, Path] = {}  # output (as the file system compares it) -> its input
-    for path, relative in tqdm(found, desc=f"colourising ({args.model})", unit="img"):
-        target = out_dir / relative.parent / f"{relative.stem}{args.suffix}.{args.format}"
-        try:
-            if target.resolve() in inputs_resolved:
-                raise DeepColorError(
-                    f"output {target} would overwrite an input; choose another -o or --suffix"
-                )
-            key = os.path.normcase(os.path.abspath(target))
-            if key in claimed:
-                raise DeepColorError(
-                    f"{claimed[key]} is written to the same output {target}; rename one of "
-                    "them or colourise them into different output folders"
-                )
-            claimed[key] = path
-            if target.exists() and not args.overwrite:
-                raise DeepColorError(f"{target} exists (use --overwrite to replace it)")
-            pipe(path, **conditions).save(target, overwrite=args.overwrite)
-            written += 1
-        except (InvalidCondition, ModelUnavailable):
-            raise  # the same for every photo: stop at once, main() prints it
-        except (DeepColorError, OSError) as exc:
-            failures.append((path, _without_name(str(exc), path)))
-    print(f"{written} of {len(found)} image(s) written to {out_dir}")
-    return _list_failures(failures, len(found), "image(s)")
+    outcome = run(plan(clips, found, options), pipe, conditions, options, state)
+    return (
+        report(outcome, options) if state.is_main_process else int(any(outcome.failures.values()))
+    )
 
 
 def _writable_parent(path: str | None) -> None:

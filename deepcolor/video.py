@@ -689,15 +689,34 @@ def _replace(partial: Path, target: Path) -> None:
         os.replace(partial, target)
 
 
-# --- the command line's loop over clips -----------------------------------------------------------
+# --- finding clips --------------------------------------------------------------------------------
 def split_clips(
-    inputs: Iterable[str], frames_fps: float | None = None
-) -> tuple[list[Path], list[str]]:
-    """(clips, the other inputs): video files (named or matched by a glob), and folders when
-    ``frames_fps`` says that folders are clips of numbered frames."""
+    inputs: Iterable[str],
+    frames_fps: float | None = None,
+    *,
+    recursive: bool = True,
+    skip: str | os.PathLike | None = None,
+) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """``(clips, the other inputs)``; each clip as ``(path, relative)``, where ``relative`` is the
+    path below the input that found it, so outputs keep a folder's subfolders, as photos do.
+
+    Clips are video files named, matched by a glob or found inside a folder (below it too,
+    unless ``recursive`` is false; never below ``skip``, the output folder, nor unfinished
+    outputs), and folders themselves when ``frames_fps`` says that folders are clips of
+    numbered frames. A folder is also passed on with the other inputs, for its photos.
+    """
     from glob import glob
 
-    clips: list[Path] = []
+    skipped = Path(skip).resolve() if skip is not None else None
+
+    def wanted(path: Path, base: Path) -> bool:
+        if INCOMPLETE in path.name or not path.is_file():
+            return False
+        if skipped is None or skipped == base.resolve():
+            return True
+        return not path.resolve().is_relative_to(skipped)
+
+    clips: list[tuple[Path, Path]] = []
     others: list[str] = []
     for item in inputs:
         text = str(item)
@@ -708,70 +727,20 @@ def split_clips(
             if not videos:
                 others.append(text)  # photos only: the photo path expands it as it always has
                 continue
-            clips.extend(p for p in videos if p.is_file() and INCOMPLETE not in p.name)
+            clips.extend((p, Path(p.name)) for p in videos if wanted(p, p.parent))
             others.extend(str(p) for p in matches if p.is_file() and not is_video_file(p))
-        elif is_video_file(path) or (frames_fps is not None and path.is_dir()):
-            clips.append(path)
+        elif path.is_dir() and frames_fps is not None:
+            clips.append((path, Path(path.name)))
+        elif path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            clips.extend(
+                (p, p.relative_to(path))
+                for p in sorted(path.glob(pattern))
+                if is_video_file(p) and wanted(p, path)
+            )
+            others.append(text)
+        elif is_video_file(path):
+            clips.append((path, Path(path.name)))
         else:
             others.append(text)
     return clips, others
-
-
-def run_clips(
-    clips: list[Path],
-    out_dir: Path,
-    pipe,
-    conditions: dict[str, Any],
-    *,
-    video_format: str = "mp4",
-    suffix: str = "",
-    overwrite: bool = False,
-    frames_fps: float | None = None,
-    stabilize: bool = True,
-) -> Iterator[tuple[Path, VideoResult | None, str]]:
-    """Colourise each clip into ``out_dir`` with a progress bar, yielding ``(clip, result, "")``
-    as each is written, or ``(clip, None, reason)`` when it failed.
-
-    Mistakes that would fail every clip (conditions, model weights) raise at once.
-    """
-    from tqdm.auto import tqdm
-
-    from .errors import InvalidCondition, ModelUnavailable
-
-    conditions = video_conditions(pipe, conditions)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DeepColorError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
-    for clip in clips:
-        target = output_path(out_dir, clip, video_format, suffix)
-        bar = tqdm(desc=f"{clip.name} ({pipe.model.name})", unit="frame", leave=True)
-
-        def advance(done: int, total: int, bar=bar) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        reason = ""
-        try:
-            if target.resolve() == clip.resolve():
-                raise DeepColorError(
-                    f"output {target} would overwrite the input; choose another -o"
-                )
-            result = colorize_video(
-                clip,
-                target,
-                pipe,
-                conditions=conditions,
-                stabilize=stabilize,
-                output_format=video_format,
-                frames_fps=frames_fps,
-                overwrite=overwrite,
-                progress=advance,
-            )
-        except (InvalidCondition, ModelUnavailable):
-            raise
-        except (DeepColorError, OSError) as exc:
-            result, reason = None, str(exc).removeprefix(f"{clip.name}: ")
-        finally:
-            bar.close()
-        yield clip, result, reason

@@ -33,6 +33,12 @@ def test_help_everywhere(capsys):
         assert f"usage: deepcolor {command}" in capsys.readouterr().out
 
 
+def _outputs(out: Path) -> list[str]:
+    """The files a run wrote under ``out``, but for its manifest."""
+    files = (p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    return sorted(name for name in files if name != "manifest.csv")
+
+
 def test_colorize_files_folders_and_failures(tmp_path, capsys):
     src = tmp_path / "in"
     _write(src / "a.png")
@@ -42,8 +48,9 @@ def test_colorize_files_folders_and_failures(tmp_path, capsys):
     code = main(["colorize", str(src), "-o", str(out), "--model", "tint"])
     captured = capsys.readouterr()
     assert code == 1  # one file failed
-    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    written = _outputs(out)
     assert written == ["a.png", "nested/b.png"]  # a folder's subfolders are kept
+    assert (out / "manifest.csv").is_file()  # beside them, the run manifest
     assert "broken.png" in captured.err and "not an image" in captured.err
     assert "broken.png: broken.png" not in captured.err  # the name is said once
     assert "2 of 3 image(s) written" in captured.out
@@ -83,7 +90,7 @@ def test_glob_and_suffix(tmp_path):
     assert (
         main(["colorize", str(tmp_path / "x" / "**" / "*.png"), "-o", str(out), "--suffix=-c"]) == 0
     )
-    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    written = _outputs(out)
     assert written == ["deep/two-c.png", "one-c.png"]  # below the glob's fixed folder
 
 
@@ -99,7 +106,7 @@ def test_same_named_photos_never_overwrite_each_other(tmp_path, capsys):
     code = main(["colorize", str(src), "-o", str(out), "--model", "gray", "--overwrite"])
     captured = capsys.readouterr()
     assert code == 1
-    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    written = _outputs(out)
     assert written == ["1990/001.png", "1991/001.png", "a.png"]
     assert "3 of 4 image(s) written" in captured.out
     clash = f"{src / 'a.png'}: {src / 'a.jpg'} is written to the same output {out / 'a.png'}"

@@ -434,10 +434,28 @@ def test_globs_split_clips_from_photos(tmp_path):
 
     for name in ("a.mp4", "b.MOV", f"c{INCOMPLETE}1234abcd.mp4", "d.png"):
         (tmp_path / name).write_bytes(b"")
+    (tmp_path / "e.avi").write_bytes(b"")
     clips, others = split_clips([str(tmp_path / "*"), str(tmp_path / "*.png"), "e.avi"])
-    assert clips == [tmp_path / "a.mp4", tmp_path / "b.MOV", Path("e.avi")]
+    assert [clip for clip, _ in clips] == [tmp_path / n for n in ("a.mp4", "b.MOV", "e.avi")] + [
+        Path("e.avi")
+    ]
     # the photo of a mixed glob is named; a photos-only glob is passed on as it was
     assert others == [str(tmp_path / "d.png"), str(tmp_path / "*.png")]
     folder_clips, folder_others = split_clips([str(tmp_path)], frames_fps=24)
-    assert folder_clips == [tmp_path] and folder_others == []
-    assert split_clips([str(tmp_path)]) == ([], [str(tmp_path)])
+    assert folder_clips == [(tmp_path, Path(tmp_path.name))] and folder_others == []
+
+
+def test_folders_of_clips_are_searched_like_folders_of_photos(tmp_path):
+    from deepcolor.video import split_clips
+
+    for name in ("a.mp4", "sub/b.mkv", f"sub/c{INCOMPLETE}1234abcd.mp4", "d.png", "out/e.mp4"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    clips, others = split_clips([str(tmp_path)], skip=tmp_path / "out")
+    assert clips == [
+        (tmp_path / "a.mp4", Path("a.mp4")),
+        (tmp_path / "sub/b.mkv", Path("sub/b.mkv")),
+    ]
+    assert others == [str(tmp_path)]  # searched for photos too
+    flat, _ = split_clips([str(tmp_path)], recursive=False, skip=tmp_path / "out")
+    assert flat == [(tmp_path / "a.mp4", Path("a.mp4"))]
