@@ -112,6 +112,19 @@ class ModelCount(Base):
     participants: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class JoinAllowance(Base):
+    """The join rate limit of one client address, shared by every server process: the time at
+    which its allowance is next full again (a generic cell rate algorithm keeps one number)."""
+
+    __tablename__ = "join_allowances"
+    __table_args__ = (UniqueConstraint("study_id", "client"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    client: Mapped[str] = mapped_column(String(64))
+    full_at: Mapped[float] = mapped_column(Float)  # Unix time
+
+
 class OrganiserSession(Base):
     """A login: the cookie holds a random id; only its hash is stored, with an expiry."""
 

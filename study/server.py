@@ -27,7 +27,7 @@ from .db import Database, record_database
 from .errors import fail
 from .exports import csv_table
 from .manifest import Manifest, media_path, read_manifest
-from .ratelimit import RateLimiter
+from .ratelimit import JoinLimiter
 from .service import SESSION_TTL_S, State, StudyService, SubmitResult
 
 HERE = Path(__file__).parent
@@ -159,7 +159,7 @@ class _Site:
     templates: Jinja2Templates
     organiser_token: str
     secure_cookies: bool | None
-    join_limit: RateLimiter | None
+    join_limit: JoinLimiter | None
     report_lock: threading.Lock = field(default_factory=threading.Lock)
     cached_report: tuple | None = None  # (answers version, report)
 
@@ -202,7 +202,8 @@ def create_app(
 ) -> BodyLimit:
     """The web app for one prepared STUDY folder (``.app`` is the FastAPI application).
 
-    ``joins_per_minute``: per client address (0: no limit). ``secure_cookies``: mark the
+    ``joins_per_minute``: per client address, across every process serving the study (0: no
+    limit). ``secure_cookies``: mark the
     organiser cookie Secure (None: when the request came over HTTPS, e.g. uvicorn behind a TLS
     proxy with ``--proxy-headers``). ``seed`` fixes the allocation's draws (tests only).
     """
@@ -226,7 +227,7 @@ def create_app(
         Jinja2Templates(directory=str(HERE / "templates")),
         organiser_token,
         secure_cookies,
-        RateLimiter(joins_per_minute) if joins_per_minute > 0 else None,
+        JoinLimiter(db, service.study_id, joins_per_minute) if joins_per_minute > 0 else None,
     )
 
     @app.exception_handler(RequestValidationError)

@@ -23,10 +23,10 @@ from sqlalchemy import event, select, text, update
 
 from study.acceptance import make_photos, prepare_template
 from study.cli import main
-from study.db import CellCount, Database, Participant, Trial
+from study.db import CellCount, Database, JoinAllowance, Participant, Trial
 from study.manifest import read_manifest
 from study.prepare import has_real_color
-from study.ratelimit import RateLimiter
+from study.ratelimit import JoinLimiter
 from study.server import create_app
 from study.service import LOAD_ALLOWANCE_S
 
@@ -278,18 +278,32 @@ def test_joins_are_rate_limited_per_client_with_retry_after(make_client):
     )
 
 
-def test_rate_limiter_refills_and_keeps_clients_apart():
-    now = [0.0]
-    limiter = RateLimiter(6, burst=2, clock=lambda: now[0])  # one every 10 s
-    assert [limiter.retry_after("a") for _ in range(3)] == [0, 0, 10]
+def test_join_limit_refills_and_keeps_clients_apart(make_client):
+    client = make_client()
+    service = client.app.app.state.service
+    now = [1000.0]
+    limiter = JoinLimiter(service.db, service.study_id, 6, burst=2, clock=lambda: now[0])
+    assert [limiter.retry_after("a") for _ in range(3)] == [0, 0, 10]  # one every 10 s
     assert limiter.retry_after("b") == 0  # another address is not held up
     now[0] += 5
     assert limiter.retry_after("a") == 5
     now[0] += 5
     assert limiter.retry_after("a") == 0
     now[0] += 1000
-    limiter.retry_after("c")  # the sweep forgets idle clients
-    assert set(limiter._buckets) == {"c"}
+    limiter._next_sweep = 0.0
+    limiter.retry_after("c")  # the sweep forgets clients whose allowance is full again
+    with service.db.read() as session:
+        assert session.scalars(select(JoinAllowance.client)).all() == ["c"]
+
+
+def test_the_join_limit_holds_across_server_processes(make_client):
+    """Two apps on one database (two processes): one client gets its burst once, not twice."""
+    first, second = make_client(joins_per_minute=4), make_client(joins_per_minute=4)
+    statuses = [
+        (first if i % 2 else second).post("/api/join", json={"consent": True}).status_code
+        for i in range(8)
+    ]
+    assert statuses == [201] * 4 + [429] * 4
 
 
 def test_invitation_only_study_refuses_sign_ups_but_takes_invitations(make_client, backend):
