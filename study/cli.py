@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .errors import StudyError, fail
+from .manifest import WORKER_ID_PARAMS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +74,18 @@ def _parser() -> argparse.ArgumentParser:
         "--invite-only",
         action="store_true",
         help="no open sign-up page; participants need an invitation link",
+    )
+    prepare.add_argument(
+        "--worker-id-param",
+        default=",".join(WORKER_ID_PARAMS),
+        help="URL parameters carrying a recruitment platform's participant id, comma-separated "
+        "(default PROLIFIC_PID,workerId): a second visit with the same id resumes the same "
+        "session and draws no new trials",
+    )
+    prepare.add_argument(
+        "--require-worker-id",
+        action="store_true",
+        help="refuse to sign up anyone who comes without such an id",
     )
     prepare.add_argument(
         "--max-side",
@@ -166,6 +179,8 @@ def _prepare(args) -> int:
         seed=args.seed,
         torch_threads=args.threads,
         allow_repeats=args.allow_repeats,
+        worker_id_params=[p.strip() for p in args.worker_id_param.split(",") if p.strip()],
+        require_worker_id=args.require_worker_id,
     )
     print(
         f"prepared {args.out}: {len(manifest.photos)} photos x {len(manifest.models)} models "

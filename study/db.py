@@ -140,6 +140,8 @@ class Participant(Base):
     __table_args__ = (
         # A join retried with the same client key finds the participant it created.
         Index("ix_participants_join_key", "study_id", "join_key", unique=True),
+        # One session per recruitment-platform participant id.
+        Index("ix_participants_worker_id", "study_id", "worker_id", unique=True),
         # Abandoned participants are found by their last activity (NULL once finished/released).
         Index("ix_participants_active_at", "study_id", "active_at"),
     )
@@ -155,6 +157,7 @@ class Participant(Base):
     consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     join_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # platform's id
     # Unix time of the last answer (or of consent) while trials are planned, else NULL.
     active_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     released_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # abandoned

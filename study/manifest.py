@@ -18,6 +18,7 @@ from .errors import fail
 from .files import write_atomically
 
 MANIFEST = "study.json"
+WORKER_ID_PARAMS = ("PROLIFIC_PID", "workerId")  # Prolific, Amazon Mechanical Turk
 MEDIA = "media"
 
 
@@ -47,6 +48,10 @@ class Manifest:
     seed: int = 0
     sentinels: int | None = None  # sentinel trials per participant (None: from the rate)
     allow_repeats: bool = False  # may a participant see a photo twice? (the organiser's choice)
+    # URL parameters carrying a recruitment platform's participant id (Prolific, MTurk): the same
+    # id resumes the same session. With require_worker_id, joining without one is refused.
+    worker_id_params: list[str] = field(default_factory=lambda: list(WORKER_ID_PARAMS))
+    require_worker_id: bool = False
     stimuli: list[StimulusEntry] = field(default_factory=list)
 
     @property

@@ -44,6 +44,7 @@ from .errors import StudyError
 from .manifest import (
     MANIFEST,
     MEDIA,
+    WORKER_ID_PARAMS,
     Manifest,
     StimulusEntry,
     media_path,
@@ -224,6 +225,8 @@ def prepare_study(
     torch_threads: int | None = None,
     allow_repeats: bool = False,
     max_chance_pass: float = MAX_CHANCE_PASS,
+    worker_id_params: list[str] | None = None,
+    require_worker_id: bool = False,
 ) -> Manifest:
     """Colourise the photos in ``images`` with each model and write the STUDY folder ``out``.
 
@@ -235,6 +238,8 @@ def prepare_study(
     the time (5 %; a threshold of 0 turns the exclusion, and so this rule, off).
     ``torch_threads`` caps torch's CPU threads while colourising (restored afterwards): on a busy
     machine, small images go several times faster on one thread than on oversubscribed cores.
+    ``worker_id_params``: URL parameters carrying a recruitment platform's participant id
+    (default ``PROLIFIC_PID`` and ``workerId``); ``require_worker_id`` refuses joins without one.
     """
     images, out = Path(images), Path(out)
     sentinels = _check_settings(
@@ -312,6 +317,8 @@ def prepare_study(
         seed=seed,
         sentinels=sentinels,
         allow_repeats=allow_repeats,
+        worker_id_params=list(worker_id_params or WORKER_ID_PARAMS),
+        require_worker_id=require_worker_id,
         stimuli=stimuli,
     )
     write_manifest(out, manifest)

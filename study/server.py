@@ -134,6 +134,8 @@ class JoinBody(BaseModel):
     consent: StrictBool
     # A random key the client keeps until it has the reply: a retried join finds its participant.
     key: StrictStr | None = Field(default=None, max_length=64)
+    # The recruitment platform's participant id (else read from the URL's parameters).
+    worker: StrictStr | None = Field(default=None, max_length=128)
 
 
 class ConsentBody(BaseModel):
@@ -246,6 +248,24 @@ def create_app(
     return BodyLimit(app, max_body_bytes)
 
 
+NO_WORKER_ID = (
+    "This study takes part through a recruitment platform: please open it from the link the "
+    "platform gave you (it carries your participant id)."
+)
+
+
+def worker_id_of(manifest: Manifest, request: Request, given: str | None = None) -> str | None:
+    """The recruitment platform's participant id: ``given`` (a form or JSON field), else the
+    first of the study's URL parameters (``PROLIFIC_PID``, ``workerId``, ...) that is set."""
+    if given:
+        return given
+    for name in manifest.worker_id_params:
+        value = request.query_params.get(name)
+        if value:
+            return value
+    return None
+
+
 def _too_many(site: _Site, request: Request, wait: int, api: bool):
     headers = {"Retry-After": str(wait)}
     message = f"Too many sign-ups from your network just now; try again in {wait} s."
@@ -263,6 +283,11 @@ def _participant_pages(app: FastAPI, site: _Site) -> None:
         key = secrets.token_urlsafe(16) if action == "/join" else None
         return site.page(
             request, "consent.html", status_code, action=action, join_key=key, **context
+        )
+
+    def no_worker_id(request: Request) -> HTMLResponse:
+        return site.page(
+            request, "message.html", 400, title="Participant id needed", message=NO_WORKER_ID
         )
 
     def trial_page(request: Request, token: str) -> HTMLResponse:
@@ -291,21 +316,34 @@ def _participant_pages(app: FastAPI, site: _Site) -> None:
     def join_form(request: Request):
         if not manifest.open_signup:
             return site.not_found(request, "This study is by invitation only.")
-        return consent_page(request, "/join")
+        worker = worker_id_of(manifest, request)
+        if worker is None and manifest.require_worker_id:
+            return no_worker_id(request)
+        return consent_page(request, "/join", worker=worker)
 
     @app.post("/join")
-    def join(request: Request, consent: str = Form(""), key: str = Form("", max_length=64)):
+    def join(
+        request: Request,
+        consent: str = Form(""),
+        key: str = Form("", max_length=64),
+        worker: str = Form("", max_length=128),
+    ):
         if not manifest.open_signup:
             return site.not_found(request, "This study is by invitation only.")
+        worker_id = worker_id_of(manifest, request, worker or None)
+        if worker_id is None and manifest.require_worker_id:
+            return no_worker_id(request)
         if consent != "yes":
-            return consent_page(request, "/join", 400, error="Please tick the box to take part.")
+            return consent_page(
+                request, "/join", 400, worker=worker_id, error="Please tick the box to take part."
+            )
         wait = site.join_wait(request)
         if wait:
             return _too_many(site, request, wait, api=False)
         try:
-            token, _ = service.join(key=key or None)
+            token, _ = service.join(key=key or None, worker_id=worker_id)
         except ValueError as error:
-            return consent_page(request, "/join", 422, error=str(error))
+            return consent_page(request, "/join", 422, worker=worker_id, error=str(error))
         return RedirectResponse(f"/p/{token}", status_code=303)
 
     @app.get("/p/{token}", response_class=HTMLResponse)
@@ -408,11 +446,14 @@ def _participant_api(app: FastAPI, site: _Site) -> None:
             return JSONResponse({"error": "this study is by invitation only"}, status_code=403)
         if not body.consent:
             return JSONResponse({"error": "consent is required"}, status_code=400)
+        worker_id = worker_id_of(manifest, request, body.worker)
+        if worker_id is None and manifest.require_worker_id:
+            return JSONResponse({"error": NO_WORKER_ID}, status_code=400)
         wait = site.join_wait(request)
         if wait:
             return _too_many(site, request, wait, api=True)
         try:
-            token, created = service.join(key=body.key)
+            token, created = service.join(key=body.key, worker_id=worker_id)
         except ValueError as error:
             return JSONResponse({"error": str(error)}, status_code=422)
         return JSONResponse(state_json(service.state(token)), status_code=201 if created else 200)

@@ -45,6 +45,7 @@ from .design import (
 from .manifest import Manifest, record_manifest
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+WORKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_RT_MS = 24 * 3600 * 1000
 RELEASE_AFTER_S = 30 * 60  # a participant silent this long is abandoned: their cells are freed
@@ -229,15 +230,22 @@ class StudyService:
         consented: bool = True,
         label: str | None = None,
         key: str | None = None,
+        worker_id: str | None = None,
     ) -> tuple[str, bool]:
         """(token, created). A join retried with the same client ``key`` (its reply was lost)
-        returns the participant the first one created, instead of a second participant."""
-        if key is not None:
-            if not KEY_PATTERN.match(key):
-                raise ValueError("the join key must be 8-64 letters, digits, - or _")
-            existing = self._joined_with(key)
-            if existing is not None:
-                return existing, False
+        returns the participant the first one created, instead of a second participant; so does
+        a second visit with the same recruitment-platform ``worker_id``: it resumes that session
+        and never draws new trials."""
+        if key is not None and not KEY_PATTERN.match(key):
+            raise ValueError("the join key must be 8-64 letters, digits, - or _")
+        if worker_id is not None and not WORKER_ID_PATTERN.match(worker_id):
+            raise ValueError(
+                "the participant id from the recruitment platform must be 1-128 letters, "
+                "digits or - _ . : @"
+            )
+        existing = self._joined_with(key, worker_id)
+        if existing is not None:
+            return existing, False
         token = secrets.token_urlsafe(18)
         try:
             with self._local_lock, self.db.write() as session, session.begin():
@@ -250,23 +258,31 @@ class StudyService:
                     label=label,
                     answered=0,
                     join_key=key,
+                    worker_id=worker_id,
                 )
                 session.add(participant)
                 session.flush()
                 if consented:
                     self._allocate(session, participant)
         except IntegrityError:
-            existing = self._joined_with(key) if key is not None else None
+            existing = self._joined_with(key, worker_id)
             if existing is None:
                 raise
-            return existing, False  # the same key joined concurrently
+            return existing, False  # the same key or worker joined concurrently
         return token, True
 
-    def _joined_with(self, key: str) -> str | None:
-        with self.db.reader_engine.connect() as connection:
-            return connection.execute(
-                select(P.c.token).where(P.c.study_id == self.study_id, P.c.join_key == key)
-            ).scalar()
+    def _joined_with(self, key: str | None, worker_id: str | None) -> str | None:
+        """The token of the participant who joined with this client key or worker id."""
+        for column, value in ((P.c.worker_id, worker_id), (P.c.join_key, key)):
+            if value is None:
+                continue
+            with self.db.reader_engine.connect() as connection:
+                token = connection.execute(
+                    select(P.c.token).where(P.c.study_id == self.study_id, column == value)
+                ).scalar()
+            if token is not None:
+                return token
+        return None
 
     def consent(self, token: str) -> bool:
         """Record consent and plan the trials; False for an unknown token. Idempotent."""

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import event, select, text, update
+from sqlalchemy import event, func, select, text, update
 
 from study.acceptance import make_photos, prepare_template
 from study.cli import main
@@ -340,6 +340,61 @@ def test_a_retried_join_with_the_same_key_is_the_same_participant(make_client):
     assert counts["participants"] == 2
 
 
+def trials_of(backend) -> int:
+    db = Database(backend[1])
+    try:
+        with db.read() as session:
+            return session.scalar(select(func.count()).select_from(Trial))
+    finally:
+        db.dispose()
+
+
+def test_a_second_visit_with_the_same_worker_id_resumes_the_same_session(make_client, backend):
+    client = make_client()
+    first = client.post("/api/join?PROLIFIC_PID=5f3a9c", json={"consent": True})
+    assert first.status_code == 201
+    answer(client, first.json())
+    planned_trials = trials_of(backend)
+    again = client.post("/api/join?PROLIFIC_PID=5f3a9c", json={"consent": True})
+    assert again.status_code == 200 and again.json()["token"] == first.json()["token"]
+    assert again.json()["answered"] == 1  # where they left off
+    assert trials_of(backend) == planned_trials  # no new trials drawn
+    # MTurk's parameter, and the join page: the id travels in the consent form.
+    form = client.get("/join?workerId=A1B2C3")
+    assert '<input type="hidden" name="worker" value="A1B2C3">' in form.text
+    joined = client.post(
+        "/join", data={"consent": "yes", "worker": "A1B2C3"}, follow_redirects=False
+    )
+    rejoined = client.post(
+        "/join", data={"consent": "yes", "worker": "A1B2C3"}, follow_redirects=False
+    )
+    assert joined.status_code == rejoined.status_code == 303
+    assert joined.headers["location"] == rejoined.headers["location"]
+    assert trials_of(backend) == 2 * planned_trials
+    bad = client.post("/api/join?PROLIFIC_PID=a%20b", json={"consent": True})
+    assert bad.status_code == 422 and bad.json() == {
+        "error": "the participant id from the recruitment platform must be 1-128 letters, "
+        "digits or - _ . : @"
+    }
+
+
+def test_a_study_can_require_a_worker_id_under_its_own_parameter_name(make_client, backend):
+    edit_manifest(backend[0], worker_id_params=["participant"], require_worker_id=True)
+    client = make_client()
+    message = (
+        "This study takes part through a recruitment platform: please open it from the link the "
+        "platform gave you (it carries your participant id)."
+    )
+    refused = client.post("/api/join", json={"consent": True})
+    assert refused.status_code == 400 and refused.json() == {"error": message}
+    page = client.get("/join?PROLIFIC_PID=x1")  # not this study's parameter
+    assert page.status_code == 400 and message in page.text
+    assert client.post("/join", data={"consent": "yes"}).status_code == 400
+    assert client.post("/api/join?participant=p-17", json={"consent": True}).status_code == 201
+    assert client.post("/api/join?participant=p-17", json={"consent": True}).status_code == 200
+    assert client.post("/api/join", json={"consent": True, "worker": "p-18"}).status_code == 201
+
+
 def planned(db):
     with db.read() as session:
         return {
@@ -482,6 +537,19 @@ def test_prepare_refuses_too_few_photos_and_says_how_many(tmp_path, capsys):
     repeat = [*args, "--trials", "6", "--sentinel-rate", "0", "--allow-repeats"]
     assert main(repeat) == 0
     assert read_manifest(tmp_path / "o").allow_repeats
+
+
+def test_prepare_records_the_worker_id_settings(tmp_path):
+    photos = make_photos(tmp_path / "p", 6)
+    args = ["prepare", "--images", str(photos), "--models", "gray", "--trials", "4"]
+    args += ["--sentinel-rate", "0", "--out", str(tmp_path / "o")]
+    assert main([*args, "--worker-id-param", "pid, uid", "--require-worker-id"]) == 0
+    manifest = read_manifest(tmp_path / "o")
+    assert manifest.worker_id_params == ["pid", "uid"] and manifest.require_worker_id
+    assert main([*args[:-1], str(tmp_path / "d")]) == 0
+    defaults = read_manifest(tmp_path / "d")
+    assert defaults.worker_id_params == ["PROLIFIC_PID", "workerId"]
+    assert not defaults.require_worker_id
 
 
 def test_prepare_warns_about_photos_of_public_benchmark_sets(tmp_path, capsys):
