@@ -97,6 +97,14 @@ def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> 
         help="inference precision (default: float32; auto = float16 on CUDA)",
     )
     parser.add_argument(
+        "--processing",
+        default="smooth",
+        choices=("smooth", "authors"),
+        help="the steps around the network: smooth (default: exact CIELAB, antialiased L, "
+        "bilinear colour; closest to the true colours) or authors (the original code's own "
+        "resizing and OpenCV conversion, for identical pixels; the DDColor models)",
+    )
+    parser.add_argument(
         "--batch-size", type=_positive_int, default=8, help="images per model call (default: 8)"
     )
     parser.add_argument(
@@ -127,9 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
         "again. Failed files are listed at the end and the exit code is 1.",
     )
     colorize.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="image or video files, folders or globs"
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="image or video files, folders or globs; or one dataset, "
+        "hf://datasets/OWNER/NAME[:SPLIT]",
     )
-    colorize.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    colorize.add_argument(
+        "-o", "--output", metavar="OUTDIR", help="output folder (files; for a dataset: its copy)"
+    )
     _add_model_args(colorize)
     colorize.add_argument(
         "--suffix", default="", help="added to each output name, e.g. --suffix=-colour"
@@ -177,6 +191,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="clips: colourise every frame on its own (no temporal stabilisation; flickers)",
     )
 
+    data = colorize.add_argument_group(
+        "datasets",
+        "colourise a dataset streamed from the Hub or a local folder (Parquet or images) into a "
+        "dataset: every original column plus 'colorized', in Parquet shards; --skip-existing "
+        "continues after the complete shards",
+    )
+    data.add_argument("--dataset", metavar="ID", help="a Hub dataset id or a local folder")
+    data.add_argument("--split", help="the split to colourise (default: the only one)")
+    data.add_argument(
+        "--image-column", metavar="COLUMN", help="the column to colourise (default: the only image)"
+    )
+    data.add_argument(
+        "--save-dataset", metavar="DIR", help="write the colourised dataset to this folder"
+    )
+    data.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="upload the colourised dataset to this Hub dataset repository (OWNER/NAME) at the "
+        "end; the local copy goes to --save-dataset DIR or -o OUTDIR",
+    )
+    data.add_argument(
+        "--rows-per-shard",
+        type=_positive_int,
+        default=1000,
+        help="rows per Parquet shard, the unit a rerun resumes from (default: 1000)",
+    )
+
     evaluate = sub.add_parser(
         "evaluate",
         help="score models against the colour originals of a folder",
@@ -218,6 +259,7 @@ def _pipeline(args, model_name: str):
         dtype=args.dtype,
         batch_size=args.batch_size,
         max_pixels=int(args.max_megapixels * 1e6),
+        processing=args.processing,
     )
 
 
@@ -303,7 +345,89 @@ def _choose_model(args) -> None:
         args.model = choice.name
 
 
+def _dataset_source(args):
+    """The dataset the arguments name, or None when they name files."""
+    from .hub_datasets import DatasetSource, is_dataset_input, parse_source
+
+    named = [item for item in args.inputs if is_dataset_input(item)]
+    if args.dataset is None and not named:
+        for option in ("split", "image_column", "save_dataset", "push_to_hub"):
+            if getattr(args, option) is not None:
+                flag = "--" + option.replace("_", "-")
+                raise DeepColorError(
+                    f"{flag} is for datasets: give --dataset ID or hf://datasets/..."
+                )
+        return None
+    if len(named) + (args.dataset is not None) != 1 or len(args.inputs) != len(named):
+        raise DeepColorError(
+            "colourise one dataset at a time, without files: give hf://datasets/OWNER/NAME "
+            "or --dataset ID, not both and not with other inputs"
+        )
+    source = parse_source(named[0] if named else args.dataset, args.split)
+    return DatasetSource(source.path, source.split, args.image_column)
+
+
 def cmd_colorize(args) -> int:
+    source = _dataset_source(args)
+    if source is not None:
+        return _colorize_dataset(args, source)
+    if not args.inputs:
+        raise DeepColorError("give the files, folders or globs to colourise (or a dataset)")
+    if args.output is None:
+        raise DeepColorError("give the output folder: -o OUTDIR")
+    return _colorize_files(args)
+
+
+def _colorize_dataset(args, source) -> int:
+    from .hub_datasets import check_push, colorize_dataset, push
+    from .runs import process_device, process_state
+
+    folder = args.save_dataset or args.output
+    if folder is None:
+        raise DeepColorError(
+            "give the folder for the colourised dataset: --save-dataset DIR (with --push-to-hub, "
+            "the copy that is uploaded and resumed from)"
+        )
+    if args.push_to_hub:
+        check_push(args.push_to_hub)
+    folder = Path(folder)
+    conditions = _conditions(args)
+    _choose_model(args)
+    state = process_state()
+    args.device = process_device(state, args.device)
+    pipe = _pipeline(args, args.model)
+    _check_conditions(pipe.model, conditions)
+    counts = colorize_dataset(
+        source,
+        folder,
+        pipe,
+        conditions,
+        state,
+        model=args.model,
+        weights=args.weights,
+        rows_per_shard=args.rows_per_shard,
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        manifest=Path(args.manifest) if args.manifest else None,
+    )
+    if not state.is_main_process:
+        return int(counts["failed"] > 0)
+    line = f"{counts['written']} of {counts['rows']} row(s) colourised into {folder}"
+    if counts["kept"]:
+        line += f", {counts['kept']} kept from an earlier run"
+    print(line)
+    if counts["failed"]:
+        print(
+            f"{counts['failed']} row(s) failed (listed above; their 'colorized' is empty)",
+            file=sys.stderr,
+        )
+    print(f"manifest: {Path(args.manifest) if args.manifest else folder / 'manifest.csv'}")
+    if args.push_to_hub:
+        print(f"pushed to {push(folder, args.push_to_hub)}")
+    return int(counts["failed"] > 0)
+
+
+def _colorize_files(args) -> int:
     from .pipeline import find_image_files
     from .runs import RunOptions, plan, process_device, process_state, report, run
     from .video import split_clips
