@@ -2,7 +2,9 @@
 
 Everything around the model lives here, once: decoding, L at full resolution, resizing L to the
 model's working size, batching, device and dtype, upsampling ab and recombining it with the
-original L, alpha. The output has the input's exact size and its luminance.
+original L, alpha. The output has the input's exact size and its luminance. How L is resized, ab
+upsampled and the two joined is a processing (:mod:`deepcolor.processing`): ``smooth`` by
+default, or ``authors`` for a model whose original code is reproduced (DDColor).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from .color import join_lab, lab_to_rgb, rgb_to_luminance
 from .errors import DeviceUnavailable, InvalidCondition
 from .hints import as_point_hints, encode_point_hints
 from .images import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_pil, to_uint8
 from .models.base import Colorizer
+from .processing import SMOOTH, SmoothProcessing, processing_for, recombine
+
+__all__ = ["ColorizationPipeline", "ColorizationResult", "lightness", "recombine"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -112,21 +115,9 @@ class ColorizationResult:
         return save_image(self.to_pil(), path, overwrite=overwrite)
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
-
-
 def lightness(image: LoadedImage) -> torch.Tensor:
     """The image's CIELAB L, ``(1, 1, H, W)`` float64: what every model starts from."""
-    return rgb_to_luminance(torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0))
-
-
-def recombine(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
-    """Full-resolution ``L (1,1,H,W)`` and ``ab (1,2,H,W)`` -> uint8 RGB ``(H, W, 3)``."""
-    return to_uint8(lab_to_rgb(join_lab(L, ab.to(L.dtype)))[0].permute(1, 2, 0).numpy())
+    return SmoothProcessing().lightness(image.rgb)
 
 
 def reference_tensor(reference: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
@@ -157,11 +148,14 @@ class ColorizationPipeline:
         batch_size: int = 8,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         weights: str | None = "default",
+        processing: str | None = SMOOTH,
     ) -> None:
         if isinstance(model, str):
             from .factory import create_colorizer
 
             model = create_colorizer(model, weights=weights)
+        #: the steps around the network: ``smooth`` or the model's ``authors``' own
+        self.processing = processing_for(processing, model.name, model.authors_processing)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()
@@ -204,13 +198,14 @@ class ColorizationPipeline:
         ``hints`` are point hints (:class:`~deepcolor.hints.PointHint`), as for ``__call__``.
         """
         ab = self._predict_working(self.to_working_size(L), conditions)
-        return _resize(ab, tuple(L.shape[-2:]))
+        return self.processing.upsample_ab(ab, tuple(L.shape[-2:]))
 
-    def to_working_size(self, L: torch.Tensor) -> torch.Tensor:
+    def to_working_size(self, L: torch.Tensor, rgb: np.ndarray | None = None) -> torch.Tensor:
         """Full-resolution ``L (B,1,H,W)`` -> float32 L at the model's working size, on the
-        pipeline's device (antialiased when shrinking)."""
+        pipeline's device (``smooth``: antialiased when shrinking; ``authors``: from ``rgb``,
+        the photo, where it is given)."""
         work = self._working_shape(*L.shape[-2:])
-        return _resize(L.to(torch.float32), work).to(self.device)
+        return self.processing.working_lightness(rgb, L, work).to(self.device)
 
     def bin_distribution(self, L: torch.Tensor) -> torch.Tensor:
         """Full-resolution ``L (1,1,H,W)`` -> the model's probabilities of the 313 ab bins,
@@ -259,14 +254,18 @@ class ColorizationPipeline:
 
     def _run_batch(self, images: list[LoadedImage], conditions: dict) -> list[ColorizationResult]:
         start = time.perf_counter()
-        L_full = [lightness(img) for img in images]
+        L_full = [self.processing.lightness(img.rgb) for img in images]
+        L_work = [self.to_working_size(L, img.rgb) for img, L in zip(images, L_full, strict=True)]
         if self.model.working_size is not None and len(images) > 1:
             # one working size for all: the photos go through the model as one batch
-            L_work = torch.cat([self.to_working_size(L) for L in L_full])
-            ab_work = self._predict_working(L_work, conditions)
-            ab_full = [_resize(ab_work[i : i + 1], L.shape[-2:]) for i, L in enumerate(L_full)]
+            ab_batch = self._predict_working(torch.cat(L_work), conditions)
+            ab_work = [ab_batch[i : i + 1] for i in range(len(images))]
         else:
-            ab_full = [self.predict_ab(L, **conditions) for L in L_full]
+            ab_work = [self._predict_working(L, conditions) for L in L_work]
+        ab_full = [
+            self.processing.upsample_ab(ab, tuple(L.shape[-2:]))
+            for ab, L in zip(ab_work, L_full, strict=True)
+        ]
         elapsed = (time.perf_counter() - start) / len(images)
         return [
             self._result(img, L, ab, elapsed)
@@ -278,7 +277,7 @@ class ColorizationPipeline:
     ) -> ColorizationResult:
         original = to_uint8(image.rgb) if image.is_color else None
         return ColorizationResult(
-            rgb=recombine(L, ab),
+            rgb=self.processing.recombine(L, ab),
             alpha=image.alpha,
             L=L[0, 0].numpy(),
             ab=ab[0].permute(1, 2, 0).numpy().astype(np.float32),

@@ -30,6 +30,9 @@ class Colorizer(nn.Module, PyTorchModelHubMixin):
     accepts: ClassVar[tuple[str, ...]] = ()
     #: spatial sizes must be multiples of this (the pipeline pads/resizes accordingly)
     size_multiple: ClassVar[int] = 1
+    #: the authors' photo path the pipeline can reproduce (``processing="authors"``), if any:
+    #: a key of :mod:`deepcolor.processing`
+    authors_processing: ClassVar[str | None] = None
 
     def __init__(self, working_size: int | None = None) -> None:
         super().__init__()
