@@ -214,6 +214,7 @@ def test_compare_without_ground_truth_shows_only_colourfulness(catalog, gray_pho
     row = result.metrics.iloc[0]
     assert pd_isna(row["PSNR (dB)"]) and row["colourfulness"] > 0
     assert "no colour original" in result.summary()
+    assert "Processing: smooth (exact CIELAB" in result.summary()
 
 
 def pd_isna(value) -> bool:

@@ -95,3 +95,20 @@ def test_authors_steps_on_l_alone_resize_plainly_and_upsample_nearest():
     # nearest-neighbour upsampling: every full-size value is one of the working-size values
     small = pipe._predict_working(pipe.to_working_size(L), {})
     assert set(np.unique(ab.numpy())) <= set(np.unique(small.numpy()))
+
+
+def test_the_compare_tab_says_which_processing_made_the_results():
+    from deepcolor.ui.compare import describe_processing
+
+    ddcolor = ColorizationPipeline(DDColorTinyColorizer(**TINY_KWARGS["ddcolor-tiny"]))
+    gray = ColorizationPipeline("gray")
+    assert describe_processing([gray]) == (
+        "Processing: smooth (exact CIELAB, antialiased resizing, smooth colour upsampling)."
+    )
+    assert describe_processing([gray, ddcolor]) == (
+        "Processing: smooth (exact CIELAB, antialiased resizing, smooth colour upsampling); "
+        "ddcolor-tiny's own code resizes and converts differently: `deepcolor colorize "
+        "--processing authors` gives its authors' pixels."
+    )
+    authors = ColorizationPipeline(ddcolor.model, processing="authors")
+    assert describe_processing([authors]) == "Processing: authors."

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..errors import DeepColorError, InvalidCondition, number_in_range
 from ..models._layers import MAX_CHROMA_GAIN
+from ..processing import SMOOTH
 from .common import gray_from_l, load_input, new_folder, save_png
 from .models import ModelCatalog
 
@@ -34,6 +35,7 @@ class CompareResult:
     has_ground_truth: bool = False
     size: tuple[int, int] = (0, 0)  # (width, height)
     note: str = ""  # said to the visitor, e.g. that the photo was downscaled
+    processing: str = ""  # the steps around the networks, in words
 
     def summary(self) -> str:
         width, height = self.size
@@ -43,7 +45,25 @@ class CompareResult:
             else "no colour original, so only colourfulness and time are shown"
         )
         text = f"{len(self.outputs)} result(s) at {width}x{height}; {truth}."
-        return f"{text} {self.note}" if self.note else text
+        return " ".join(part for part in (text, self.processing, self.note) if part)
+
+
+def describe_processing(pipes: list[Any]) -> str:
+    """Which steps around the networks made these results, in one sentence: the smooth path
+    for all, and how to get the authors' own pixels where a model's original code differs."""
+    names = sorted({pipe.processing.name for pipe in pipes})
+    text = f"Processing: {', '.join(names)}"
+    if names == [SMOOTH]:
+        text += " (exact CIELAB, antialiased resizing, smooth colour upsampling)"
+    differ = [
+        p.model.name for p in pipes if p.processing.name == SMOOTH and p.model.authors_processing
+    ]
+    if differ:
+        text += (
+            f"; {', '.join(differ)}'s own code resizes and converts differently: "
+            "`deepcolor colorize --processing authors` gives its authors' pixels"
+        )
+    return text + "."
 
 
 def describe_input(value: Any, catalog: ModelCatalog) -> str:
@@ -115,8 +135,10 @@ def compare(
     result = CompareResult(gray_png="", size=image.size, note=image.size_note())
     rows = []
     original = None
+    pipes = []
     for name in names:
         pipe = catalog.pipeline(name)
+        pipes.append(pipe)
         out = pipe(image, **strength_conditions(pipe.model, strength))
         if not result.gray_png:  # the input's L, as every model saw it
             result.gray_png = save_png(gray_from_l(out.L), folder, f"{stem}-gray")
@@ -138,6 +160,7 @@ def compare(
             row["colourfulness"] = round(colourfulness(out.rgb), 2)
         rows.append(row)
     result.has_ground_truth = original is not None
+    result.processing = describe_processing(pipes)
     if original is not None:
         rows.append(
             {"model": "original (ground truth)", "colourfulness": round(colourfulness(original), 2)}
