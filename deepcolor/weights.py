@@ -18,6 +18,18 @@ if TYPE_CHECKING:
     import torch
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+#: where downloaded, converted and exported weights are cached
+CACHE_ENV = "DEEPCOLOR_CACHE"
+
+
+def cache_root() -> Path:
+    """``DEEPCOLOR_CACHE``, else ``deepcolor`` in the Hugging Face home (``HF_HOME``)."""
+    configured = os.environ.get(CACHE_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    from huggingface_hub import constants
+
+    return Path(os.environ.get("HF_HOME") or constants.HF_HOME).expanduser() / "deepcolor"
 
 
 def shipped_weights(model_name: str) -> Path | None:

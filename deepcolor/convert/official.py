@@ -12,18 +12,16 @@ rename when complete, so a cut download, a wrong file or a failed conversion lea
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import build_folder_atomically
 from ..errors import ModelUnavailable, WeightsNotDownloaded
+from ..weights import CACHE_ENV, cache_root, hub_offline
 
 #: the weights spec naming a model's official published checkpoint (``--weights official``)
 OFFICIAL_SPEC = "official"
-CACHE_ENV = "DEEPCOLOR_CACHE"
 #: what a converted folder records about its origin
 PROVENANCE_FILE = "deepcolor_source.json"
 
@@ -71,16 +69,6 @@ def _official_checkpoints() -> dict[str, OfficialCheckpoint]:
 OFFICIAL: dict[str, OfficialCheckpoint] = _official_checkpoints()
 
 
-def cache_root() -> Path:
-    """``DEEPCOLOR_CACHE``, else ``deepcolor`` in the Hugging Face home (``HF_HOME``)."""
-    configured = os.environ.get(CACHE_ENV, "").strip()
-    if configured:
-        return Path(configured).expanduser()
-    from huggingface_hub import constants
-
-    return Path(os.environ.get("HF_HOME") or constants.HF_HOME).expanduser() / "deepcolor"
-
-
 def official_checkpoint(model: str) -> OfficialCheckpoint:
     try:
         return OFFICIAL[model]
@@ -109,8 +97,6 @@ def official_folder(model: str) -> Path:
     lock so that two processes do not both download); offline or on failure a
     :class:`~deepcolor.errors.WeightsNotDownloaded` says what to run instead.
     """
-    from ..weights import hub_offline
-
     cached = cached_official_folder(model)
     if cached is not None:
         return cached
@@ -138,41 +124,25 @@ def official_folder(model: str) -> Path:
 
 def _fetch_into_cache(checkpoint: OfficialCheckpoint, final: Path, retry: str) -> Path:
     """Download and convert into a staging folder, then rename it to ``final`` (under a lock)."""
-    from filelock import FileLock
-
-    locks = cache_root() / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(locks / f"{checkpoint.folder_name}.lock")):
-        if (final / "config.json").is_file():  # another process finished it meanwhile
-            return final
-        _remove_stale_staging(final)
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-        try:
-            _download_and_convert(checkpoint, staging, retry)
-            os.replace(staging / "folder", final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return final
+    return build_folder_atomically(
+        final,
+        lambda folder: _download_and_convert(checkpoint, folder, retry),
+        complete="config.json",
+        locks=cache_root() / ".locks",
+    )
 
 
-def _download_and_convert(checkpoint: OfficialCheckpoint, staging: Path, retry: str) -> None:
+def _download_and_convert(checkpoint: OfficialCheckpoint, folder: Path, retry: str) -> None:
     from .download import download_verified
 
     source = download_verified(
         checkpoint.url,
-        staging / checkpoint.file_name,
+        folder.parent / checkpoint.file_name,
         sha256_prefix=checkpoint.sha256_prefix,
         what=f"weights for {checkpoint.model!r}: the official {checkpoint.file_name}",
         retry=retry,
     )
     model = checkpoint.load(source)
-    model.save_pretrained(staging / "folder")
+    model.save_pretrained(folder)
     provenance = {"url": checkpoint.url, "file": checkpoint.file_name, "variant": "full"}
-    (staging / "folder" / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
-
-
-def _remove_stale_staging(final: Path) -> None:
-    """Staging folders left by a process that was killed (the caller holds the lock)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{final.name}.*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
