@@ -9,8 +9,8 @@ default, or ``authors`` for a model whose original code is reproduced (DDColor).
 
 from __future__ import annotations
 
-import contextlib
 import os
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +26,8 @@ from .hints import as_point_hints, encode_point_hints
 from .images import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_pil, to_uint8
 from .models.base import Colorizer
 from .processing import SMOOTH, SmoothProcessing, processing_for, recombine
+from .runtime import create_backend
+from .runtime.torch_backend import TorchBackend
 
 __all__ = ["ColorizationPipeline", "ColorizationResult", "lightness", "recombine"]
 
@@ -149,8 +151,10 @@ class ColorizationPipeline:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         weights: str | None = "default",
         processing: str | None = SMOOTH,
+        backend: str | None = None,
     ) -> None:
-        if isinstance(model, str):
+        built_here = isinstance(model, str)
+        if built_here:
             from .factory import create_colorizer
 
             model = create_colorizer(model, weights=weights)
@@ -161,6 +165,13 @@ class ColorizationPipeline:
         self.model = model.to(self.device).eval()
         self.batch_size = max(1, int(batch_size))
         self.max_pixels = max_pixels
+        #: who runs the network: ``torch``, or ``openvino`` on a CPU for the models it serves
+        self.backend = create_backend(self.model, backend, self.device, self.dtype)
+        if self.backend.note:
+            print(f"deepcolor: {self.backend.note}", file=sys.stderr)
+        if built_here and self.backend.name != "torch":
+            # the runtime holds its own copy: a second one in torch would only take memory
+            self.model.to("meta")
 
     # --- public API ---------------------------------------------------------------------------
     def __call__(self, images, **conditions: Any):
@@ -215,16 +226,11 @@ class ColorizationPipeline:
         """
         if not hasattr(self.model, "bin_distribution"):
             raise InvalidCondition(f"model {self.model.name!r} gives no colour distribution")
-        with torch.inference_mode(), self._autocast():
-            probs = self.model.bin_distribution(self.to_working_size(L))
+        torch_backend = TorchBackend(self.model, self.device, self.dtype)
+        probs = torch_backend.run("bin_distribution", self.to_working_size(L))
         return probs.float().cpu()[0]
 
     # --- internals ----------------------------------------------------------------------------
-    def _autocast(self):
-        """Reduced precision through autocast: weights stay float32, matmuls/convs run in dtype."""
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def _working_shape(self, height: int, width: int) -> tuple[int, int]:
         size = self.model.working_size
@@ -245,9 +251,7 @@ class ColorizationPipeline:
                 hint_ab.to(self.device).expand(L_work.shape[0], -1, -1, -1),
                 mask.to(self.device).expand(L_work.shape[0], -1, -1, -1),
             )
-        with torch.inference_mode(), self._autocast():
-            ab = self.model.predict(L_work, **conditions)
-        ab = ab.float().cpu()
+        ab = self.backend.predict(L_work, conditions).float().cpu()
         if not torch.isfinite(ab).all():
             raise RuntimeError(f"model {self.model.name!r} produced non-finite colours")
         return ab

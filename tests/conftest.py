@@ -10,6 +10,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Models run through torch in the suite (an OpenVINO export takes tens of seconds per model);
+# tests/test_runtime.py checks the OpenVINO backend and the automatic choice with its own cache.
+os.environ.setdefault("DEEPCOLOR_BACKEND", "torch")
 
 import shutil  # noqa: E402
 

@@ -33,6 +33,9 @@ class Colorizer(nn.Module, PyTorchModelHubMixin):
     #: the authors' photo path the pipeline can reproduce (``processing="authors"``), if any:
     #: a key of :mod:`deepcolor.processing`
     authors_processing: ClassVar[str | None] = None
+    #: its ``forward(L)`` at the working size exports to an inference runtime with outputs equal
+    #: to torch's (checked by the tests), so ``deepcolor.runtime`` may serve it
+    exportable: ClassVar[bool] = False
 
     def __init__(self, working_size: int | None = None) -> None:
         super().__init__()

@@ -467,6 +467,7 @@ class DDColorColorizer(Colorizer):
     size_multiple = SIZE_MULTIPLE
     #: the original's photo path (RGB resized before L, nearest ab, OpenCV CIELAB) is reproduced
     authors_processing = "ddcolor"
+    exportable = True
     #: encoder when neither the caller nor a config.json names one
     default_encoder: ClassVar[str] = "convnext-l"
 
