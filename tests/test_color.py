@@ -135,3 +135,14 @@ def test_ab_histogram_sums_to_one():
     hist = color.ab_histogram(ab)
     assert torch.allclose(hist.sum(dim=1), torch.ones(2))
     assert hist[0, 120] == 1.0 and hist[1, 120] == 0.0
+
+
+def test_luminance_is_lab_l_for_colour_and_gray_images():
+    from deepcolor.color import rgb_to_luminance
+
+    colour = torch.rand(2, 3, 17, 23, dtype=torch.float64)
+    gray = colour[:, :1].expand(-1, 3, -1, -1).contiguous()
+    for rgb in (colour, gray):
+        expected = color.rgb_to_lab(rgb)[:, :1]
+        assert torch.allclose(rgb_to_luminance(rgb), expected, rtol=0, atol=1e-12)
+    assert rgb_to_luminance(colour[0]).shape == (1, 17, 23)
