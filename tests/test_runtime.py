@@ -158,3 +158,25 @@ def test_a_model_built_by_name_keeps_no_second_copy_in_torch(served, model, tmp_
     # a model the caller passed in is left as it was
     assert {p.device.type for p in served.model.parameters()} == {"cpu"}
     shutil.rmtree(folder)
+
+
+def test_the_cli_names_and_takes_the_backend(cache, photo, tmp_path, capsys):
+    from deepcolor.cli import main
+
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # each model's name starts a line; its backend is said two lines below
+    backend = {
+        lines[i].split()[0]: lines[i + 2].strip()
+        for i in range(len(lines) - 2)
+        if lines[i] and not lines[i][0].isspace()
+    }
+    assert backend["ddcolor-tiny"] == "backend here: openvino on cpu"
+    assert backend["gray"] == "backend here: torch on cpu"
+    out = str(tmp_path / "out")
+    code = main(["colorize", str(photo), "-o", out, "--model", "gray", "--backend", "openvino"])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "error: backend 'openvino' cannot run gray: model 'gray' is not served by it (it serves "
+        "the DDColor models)\n"
+    )

@@ -8,6 +8,20 @@ pipeline picks one with :func:`create_backend`; models know nothing of backends.
 
 from __future__ import annotations
 
-from .choice import BACKEND_ENV, BACKENDS, Backend, create_backend, served_by_openvino
+from .choice import (
+    BACKEND_ENV,
+    BACKENDS,
+    Backend,
+    create_backend,
+    expected_backend,
+    served_by_openvino,
+)
 
-__all__ = ["BACKENDS", "BACKEND_ENV", "Backend", "create_backend", "served_by_openvino"]
+__all__ = [
+    "BACKENDS",
+    "BACKEND_ENV",
+    "Backend",
+    "create_backend",
+    "expected_backend",
+    "served_by_openvino",
+]

@@ -46,6 +46,17 @@ def _why_not_openvino(model: Colorizer, device: torch.device, dtype: torch.dtype
     return ""
 
 
+def expected_backend(exportable: bool, device: torch.device) -> str:
+    """The backend a model would get here without being built (``deepcolor models``): the
+    setting if it names one, else what ``auto`` picks for a model that is or is not
+    ``exportable``, on ``device`` in float32."""
+    setting = os.environ.get(BACKEND_ENV, "").strip() or "auto"
+    if setting != "auto":
+        return setting
+    openvino_here = importlib.util.find_spec("openvino") is not None
+    return "openvino" if exportable and device.type == "cpu" and openvino_here else "torch"
+
+
 def create_backend(
     model: Colorizer, name: str | None, device: torch.device, dtype: torch.dtype
 ) -> Backend:
