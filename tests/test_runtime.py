@@ -3,6 +3,7 @@ damaged, a torch fallback when it cannot be built) and its equality with torch."
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -180,3 +181,16 @@ def test_the_cli_names_and_takes_the_backend(cache, photo, tmp_path, capsys):
         "error: backend 'openvino' cannot run gray: model 'gray' is not served by it (it serves "
         "the DDColor models)\n"
     )
+
+
+def test_int8_is_a_separate_export_asked_for_by_name(served, model, cache):
+    pytest.importorskip("nncf")
+    int8 = ColorizationPipeline(model, backend="openvino-int8")
+    assert int8.backend.name == "openvino-int8"
+    folders = _folders(cache)
+    assert len(folders) == 2  # the float32 export is kept beside the int8 one
+    records = {json.loads((f / "export.json").read_text())["precision"] for f in folders}
+    assert records == {"float32", "int8"}
+    L = torch.rand(1, 1, 40, 40) * 100
+    difference = (int8.predict_ab(L) - served.predict_ab(L)).abs()
+    assert 0 < difference.max() < 30  # quantised: close to float32, not equal

@@ -13,7 +13,7 @@ from ..errors import InvalidCondition
 from ..models.base import Colorizer
 from .torch_backend import TorchBackend
 
-BACKENDS = ("auto", "torch", "openvino")
+BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
 #: the backend when none is named (default: auto)
 BACKEND_ENV = "DEEPCOLOR_BACKEND"
 
@@ -77,14 +77,14 @@ def create_backend(
         return TorchBackend(model, device, dtype)
     reason = _why_not_openvino(model, device, dtype)
     if reason:
-        if name == "openvino":
-            raise InvalidCondition(f"backend 'openvino' cannot run {model.name}: {reason}")
+        if name != "auto":
+            raise InvalidCondition(f"backend {name!r} cannot run {model.name}: {reason}")
         return TorchBackend(model, device, dtype)
     from .exports import ExportFailed
     from .openvino_backend import OpenVINOBackend
 
     try:
-        return OpenVINOBackend(model)
+        return OpenVINOBackend(model, int8=name == "openvino-int8")
     except ExportFailed as exc:
         fallback = TorchBackend(model, device, dtype)
         fallback.note = f"could not export {model.name} for OpenVINO ({exc}); running it with torch"

@@ -59,13 +59,14 @@ def _openvino_version() -> str:
     return openvino.get_version()
 
 
-def export_key(model: Colorizer) -> str:
+def export_key(model: Colorizer, int8: bool = False) -> str:
     """A hash of what the exported graph depends on: class, configuration, working size,
-    every tensor's name, dtype, shape and bytes, and the OpenVINO version."""
+    every tensor's name, dtype, shape and bytes, the OpenVINO version and the precision."""
     digest = hashlib.blake2b(digest_size=16)
     config = getattr(model, "_hub_mixin_config", None) or {}
     header = {
         "format": EXPORT_FORMAT,
+        "int8": int8,
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "config": config,
         "working_size": model.working_size,
@@ -84,7 +85,38 @@ def export_folder(model: Colorizer, key: str) -> Path:
     return cache_root() / "exports" / f"{model.name}-{key[:20]}"
 
 
-def _export(model: Colorizer, folder: Path) -> None:
+def calibration_inputs(size: int) -> list:
+    """L at the working size of the example photos shipped with the package, and their mirror
+    images: what int8 quantisation measures activation ranges on."""
+    import numpy as np
+
+    from ..color import rgb_to_luminance
+    from ..images import load_image
+    from ..processing import resize_smooth
+
+    folder = Path(__file__).resolve().parent.parent / "examples"
+    inputs = []
+    for path in sorted(folder.glob("*.jpg")):
+        rgb = torch.from_numpy(load_image(path).rgb).permute(2, 0, 1)[None]
+        L = resize_smooth(rgb_to_luminance(rgb).float(), (size, size)).numpy()
+        inputs += [L, np.ascontiguousarray(L[..., ::-1])]
+    return inputs
+
+
+def _quantized(graph: Any, size: int) -> Any:
+    """``graph`` with int8 weights and activations (NNCF post-training quantisation)."""
+    import nncf
+
+    inputs = calibration_inputs(size)
+    return nncf.quantize(
+        graph,
+        nncf.Dataset(inputs),
+        subset_size=len(inputs),
+        model_type=nncf.ModelType.TRANSFORMER,
+    )
+
+
+def _export(model: Colorizer, folder: Path, int8: bool = False) -> None:
     import openvino as ov
 
     size = model.working_size
@@ -96,12 +128,15 @@ def _export(model: Colorizer, folder: Path) -> None:
         graph = ov.convert_model(
             _Network(model.eval()), example_input=(example,), input=[(1, 1, size, size)]
         )
+    if int8:
+        graph = _quantized(graph, size)
     folder.mkdir(parents=True)
     # float32 on disk: the default would halve the weights to float16 and change the colours
     ov.save_model(graph, str(folder / GRAPH_FILE), compress_to_fp16=False)
     record = {
         "model": model.name,
         "working_size": size,
+        "precision": "int8" if int8 else "float32",
         "openvino": _openvino_version(),
         "export_seconds": round(time.perf_counter() - start, 1),
         "bytes": {f: (folder / f).stat().st_size for f in (GRAPH_FILE, WEIGHTS_FILE)},
@@ -128,10 +163,10 @@ def _read(folder: Path) -> Any:
         raise ExportFailed(first_line(exc)) from exc
 
 
-def exported_graph(model: Colorizer, key: str | None = None) -> tuple[Any, str]:
+def exported_graph(model: Colorizer, int8: bool = False) -> tuple[Any, str]:
     """``(graph, note)``: the cached export of ``model`` (built now when missing; built again,
-    with a note saying so, when the cached one is damaged)."""
-    key = key or export_key(model)
+    with a note saying so, when the cached one is damaged); ``int8``: quantised."""
+    key = export_key(model, int8)
     folder = export_folder(model, key)
     note = ""
     if (folder / RECORD_FILE).is_file():
@@ -145,7 +180,7 @@ def exported_graph(model: Colorizer, key: str | None = None) -> tuple[Any, str]:
     try:
         build_folder_atomically(
             folder,
-            lambda staging: _export(model, staging),
+            lambda staging: _export(model, staging, int8),
             complete=RECORD_FILE,
             locks=cache_root() / ".locks",
         )

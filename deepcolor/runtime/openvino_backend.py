@@ -21,12 +21,11 @@ from .exports import exported_graph
 class OpenVINOBackend:
     """Runs ``model``'s exported graph; one photo at a time (a CPU gains nothing from batches)."""
 
-    name = "openvino"
-
-    def __init__(self, model: Colorizer, key: str | None = None) -> None:
+    def __init__(self, model: Colorizer, int8: bool = False) -> None:
         import openvino as ov
 
-        graph, self.note = exported_graph(model, key)
+        self.name = "openvino-int8" if int8 else "openvino"
+        graph, self.note = exported_graph(model, int8)
         config = {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32",
