@@ -99,10 +99,10 @@ def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> 
     parser.add_argument(
         "--backend",
         default=None,
-        choices=("auto", "torch", "openvino"),
+        choices=("auto", "torch", "openvino", "openvino-int8"),
         help="who runs the network: auto (default; DEEPCOLOR_BACKEND overrides): OpenVINO on "
-        "the CPU for the DDColor models (exported once per weights and cached, about 3x "
-        "faster), torch elsewhere; torch; or openvino",
+        "the CPU for the DDColor models (exported once per weights and cached), torch "
+        "elsewhere; torch; openvino; or openvino-int8 (quantised, ddcolor-tiny only)",
     )
     parser.add_argument(
         "--processing",

@@ -194,3 +194,15 @@ def test_int8_is_a_separate_export_asked_for_by_name(served, model, cache):
     L = torch.rand(1, 1, 40, 40) * 100
     difference = (int8.predict_ab(L) - served.predict_ab(L)).abs()
     assert 0 < difference.max() < 30  # quantised: close to float32, not equal
+
+
+def test_int8_is_refused_where_it_was_not_shown_to_keep_the_colours(cache):
+    from deepcolor.models.ddcolor import DDColorColorizer
+
+    large = DDColorColorizer(**TINY_KWARGS["ddcolor"])
+    with pytest.raises(InvalidCondition) as caught:
+        ColorizationPipeline(large, backend="openvino-int8")
+    assert str(caught.value) == (
+        "backend 'openvino-int8' cannot run ddcolor: int8 is offered only where it was measured "
+        "to keep the colours (ddcolor-tiny); use backend 'openvino' (float32)"
+    )

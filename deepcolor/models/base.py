@@ -36,6 +36,9 @@ class Colorizer(nn.Module, PyTorchModelHubMixin):
     #: its ``forward(L)`` at the working size exports to an inference runtime with outputs equal
     #: to torch's (checked by the tests), so ``deepcolor.runtime`` may serve it
     exportable: ClassVar[bool] = False
+    #: its int8 export was measured to keep the colours (``bench/int8_check.py``: CIEDE2000 to
+    #: float32 mean <= 0.5 and max <= 3 over Kodak24), so ``openvino-int8`` is offered for it
+    int8_keeps_colours: ClassVar[bool] = False
 
     def __init__(self, working_size: int | None = None) -> None:
         super().__init__()

@@ -696,3 +696,4 @@ class DDColorPaperColorizer(DDColorColorizer):
 class DDColorTinyColorizer(DDColorColorizer):
     name = "ddcolor-tiny"
     default_encoder = "convnext-t"
+    int8_keeps_colours = True  # mean 0.015, max 1.85 (docs/ddcolor.md)

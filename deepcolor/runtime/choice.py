@@ -34,9 +34,16 @@ def served_by_openvino(model: Colorizer) -> bool:
     return bool(getattr(model, "exportable", False)) and model.working_size is not None
 
 
-def _why_not_openvino(model: Colorizer, device: torch.device, dtype: torch.dtype) -> str:
+def _why_not_openvino(
+    model: Colorizer, device: torch.device, dtype: torch.dtype, int8: bool = False
+) -> str:
     if not served_by_openvino(model):
         return f"model {model.name!r} is not served by it (it serves the DDColor models)"
+    if int8 and not getattr(model, "int8_keeps_colours", False):
+        return (
+            "int8 is offered only where it was measured to keep the colours (ddcolor-tiny); "
+            "use backend 'openvino' (float32)"
+        )
     if device.type != "cpu":
         return f"it runs on the CPU, and this pipeline runs on {device.type}"
     if dtype != torch.float32:
@@ -75,7 +82,7 @@ def create_backend(
         )
     if name == "torch":
         return TorchBackend(model, device, dtype)
-    reason = _why_not_openvino(model, device, dtype)
+    reason = _why_not_openvino(model, device, dtype, int8=name == "openvino-int8")
     if reason:
         if name != "auto":
             raise InvalidCondition(f"backend {name!r} cannot run {model.name}: {reason}")
