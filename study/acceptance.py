@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import random
 import shutil
-import struct
 import tempfile
 import time
 import uuid
@@ -31,6 +30,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import func, select
 
+from .audit import png_layout
 from .db import Database, Response, Study, Trial
 from .simulate import (
     HttpClient,
@@ -47,19 +47,6 @@ if TYPE_CHECKING:
 
 TOKEN = "acceptance-organiser-token"
 IGNORED_HEADERS = {"date"}  # the clock, the same for both images up to a second
-
-
-def png_layout(data: bytes) -> list[tuple[bytes, int, bytes | None]]:
-    """(type, length, content) of every PNG chunk, content left out for pixel data (IDAT)."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        return [(b"not a PNG", len(data), None)]
-    chunks, at = [], 8
-    while at + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[at : at + 8])
-        content = data[at + 8 : at + 8 + length]
-        chunks.append((kind, length, None if kind == b"IDAT" else content))
-        at += 12 + length
-    return chunks
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``python -m study prepare | serve | report``; errors are printed as messages, not tracebacks."""
+"""``python -m study prepare | audit | serve | report``; errors are printed as messages, not tracebacks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .errors import StudyError, fail
-from .manifest import WORKER_ID_PARAMS
+from .manifest import WORKER_ID_PARAMS, read_manifest
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
         help="torch CPU threads while colourising (default: torch's choice)",
     )
 
+    audit = commands.add_parser(
+        "audit",
+        help="check that no script can tell the stimuli apart without judging colour "
+        "(exits 1 if one can)",
+    )
+    audit.add_argument("study", help="a STUDY folder made by `prepare`")
+
     serve = commands.add_parser("serve", help="run the participant and organiser pages")
     serve.add_argument("study", help="a STUDY folder made by `prepare`")
     serve.add_argument(
@@ -190,6 +197,16 @@ def _prepare(args) -> int:
     return 0
 
 
+def _audit(args) -> int:
+    from .audit import audit_study, format_audit
+
+    read_manifest(args.study)  # a clear message for a folder that is not a study
+    result = audit_study(args.study)
+    print(format_audit(result))
+    print("audit: passed" if result.ok else "audit: FAILED")
+    return 0 if result.ok else 1
+
+
 def _organiser_token(args) -> str:
     if args.token is not None:
         fail(
@@ -212,7 +229,6 @@ def _organiser_token(args) -> str:
 
 
 def _serve(args) -> int:
-    from .manifest import read_manifest
     from .server import serve
 
     read_manifest(args.study)  # a clear message before anything starts
@@ -245,7 +261,7 @@ def _report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"prepare": _prepare, "serve": _serve, "report": _report}
+    handlers = {"prepare": _prepare, "audit": _audit, "serve": _serve, "report": _report}
     try:
         return handlers[args.command](args)
     except Exception as error:  # only our own errors become messages; others keep their traceback

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 PROTOCOLS = ("single", "2afc")
 ALLOCATIONS = ("mixed", "per-model")
 REAL = "real"  # the condition of an original photo shown alone (single-image protocol)
+ORACLE = "oracle"  # the original's own colour through a model's bottleneck (study.treatment)
 SENTINEL = "sentinel"  # an obviously wrong colourisation, to spot inattentive participants
 
 Cell = tuple[str, str]  # (photo, condition)

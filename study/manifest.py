@@ -29,6 +29,7 @@ class StimulusEntry:
     condition: str  # "real", "sentinel" or a model name
     width: int
     height: int
+    source: str | None = None  # a sentinel: the model whose colourisation it inverts
 
 
 @dataclass

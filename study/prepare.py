@@ -24,15 +24,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepcolor import ColorizationPipeline, load_image
-from deepcolor.color import lab_to_rgb, rgb_to_lab
 from deepcolor.images import color_spread, to_uint8
 from deepcolor.pipeline import iter_image_files
 from deepcolor.registry import colorizer_info
 
+from .audit import audit_study, format_audit
 from .db import Database, record_database
 from .design import (
     ALLOCATIONS,
     MAX_CHANCE_PASS,
+    ORACLE,
     PROTOCOLS,
     REAL,
     SENTINEL,
@@ -52,8 +53,9 @@ from .manifest import (
     write_manifest,
 )
 from .public_sets import public_photo_warning
+from .treatment import finish, lab_of, oracle_ab
 
-SENTINEL_GAIN = -1.6  # invert the hue (180 degrees) and push the saturation
+SENTINEL_MIN_CHROMA = 5.0  # a fake paler than this (mean CIELAB chroma) makes a poor sentinel
 # A photo carries real colour when its chroma varies a lot (the library's colour spread), or when
 # it holds several hues: a sepia or tinted photo has one hue, however strong. Measured on the
 # evaluation photos: gray, sepia and tinted versions of 109 of them have a hue variance of at
@@ -65,13 +67,45 @@ NEUTRAL_CHROMA = 4.0  # pixels closer than this to gray carry no hue (JPEG noise
 MIN_MEAN_CHROMA = 1.0  # mean chroma above NEUTRAL_CHROMA: a few noisy pixels are not colour
 
 
-def sentinel_image(rgb: np.ndarray) -> np.ndarray:
-    """An obviously wrong colourisation of ``rgb`` (H, W, 3 uint8): same L, ab * -1.6."""
-    x = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
-    lab = rgb_to_lab(x)
-    lab[:, 1:] = (lab[:, 1:] * SENTINEL_GAIN).clamp(-110, 110)
-    out = lab_to_rgb(lab)[0].permute(1, 2, 0).clamp(0, 1).numpy()
-    return to_uint8(out)
+def sentinel_ab(
+    photo_index: int, fakes: dict[str, torch.Tensor], ab: torch.Tensor
+) -> tuple[torch.Tensor, str]:
+    """(the chroma of a sentinel, the condition it comes from): a model's own colourisation of
+    the photo with its hue turned by 180 degrees (ab negated: a blue face, an orange sky), so
+    that it comes out of the same pipeline as the model trials it hides among, with their
+    smoothness, saturation and treatment, and differs from them in colour, which a person sees
+    at once. The models take turns by photo; models whose output is nearly gray on this photo
+    are passed over (their inverse is as gray), and so is the oracle (its trials show the same
+    image twice, which a sentinel cannot); without any model left, the original's colour
+    through the oracle's bottleneck is inverted."""
+    colourful = [
+        name
+        for name, fake in fakes.items()
+        if name != ORACLE and float(fake.pow(2).sum(dim=1).sqrt().mean()) >= SENTINEL_MIN_CHROMA
+    ]
+    if not colourful:
+        return -oracle_ab(ab), ORACLE
+    source = colourful[photo_index % len(colourful)]
+    return -fakes[source], source
+
+
+def render_photo(
+    rgb: np.ndarray, photo_index: int, models: list[str], pipelines: dict
+) -> tuple[dict[str, np.ndarray], str]:
+    """({condition: the stimulus, uint8 RGB}, the sentinel's source) for one photo: the original
+    (``real``), each model (``oracle`` included) and the sentinel, every one the photo's own L
+    with its chroma through the final treatment (:mod:`study.treatment`)."""
+    L, ab = lab_of(rgb)
+    fakes: dict[str, torch.Tensor] = {}
+    for model in models:
+        if model == ORACLE:
+            fakes[model] = oracle_ab(ab)
+        else:
+            result = pipelines[model](Image.fromarray(rgb, "RGB"))
+            fakes[model] = torch.from_numpy(result.ab).permute(2, 0, 1)[None].double()
+    sentinel, source = sentinel_ab(photo_index, fakes, ab)
+    chroma = {REAL: ab, **fakes, SENTINEL: sentinel}
+    return {condition: finish(L, c) for condition, c in chroma.items()}, source
 
 
 def hue_variance(rgb: np.ndarray) -> tuple[float, float]:
@@ -156,7 +190,8 @@ def _check_settings(
     for model in models:
         if model in (REAL, SENTINEL):
             raise StudyError(f"{model!r} is reserved for the study's own conditions")
-        colorizer_info(model)  # UnknownModel names the available models
+        if model != ORACLE:  # the study's own: the original's colour through the bottleneck
+            colorizer_info(model)  # UnknownModel names the available models
     if protocol not in PROTOCOLS:
         raise StudyError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     if allocation not in ALLOCATIONS:
@@ -177,7 +212,7 @@ def _check_settings(
         raise StudyError(str(error)) from None
 
 
-def _color_photos(
+def color_photos(
     images: Path, files: list[Path], max_side: int
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """{photo name: pixels} of the colour photos, and the names of the others."""
@@ -227,6 +262,7 @@ def prepare_study(
     max_chance_pass: float = MAX_CHANCE_PASS,
     worker_id_params: list[str] | None = None,
     require_worker_id: bool = False,
+    audit: bool = True,
 ) -> Manifest:
     """Colourise the photos in ``images`` with each model and write the STUDY folder ``out``.
 
@@ -240,6 +276,7 @@ def prepare_study(
     machine, small images go several times faster on one thread than on oversubscribed cores.
     ``worker_id_params``: URL parameters carrying a recruitment platform's participant id
     (default ``PROLIFIC_PID`` and ``workerId``); ``require_worker_id`` refuses joins without one.
+    ``audit``: run :mod:`study.audit` on the result at the end and print its table and verdict.
     """
     images, out = Path(images), Path(out)
     sentinels = _check_settings(
@@ -258,7 +295,7 @@ def prepare_study(
     files = iter_image_files([images])
     if not files:
         raise StudyError(f"{images}: no photos found (looked for .jpg, .png, .webp, .tif, ...)")
-    photos, _ = _color_photos(images, files, max_side)
+    photos, _ = color_photos(images, files, max_side)
     if not photos:
         raise StudyError(f"{images}: none of the {len(files)} photos is in colour")
     warning = public_photo_warning(photos)
@@ -274,7 +311,7 @@ def prepare_study(
         )
 
     (out / MEDIA).mkdir(parents=True, exist_ok=True)
-    pipelines = {m: ColorizationPipeline(m, device=device) for m in models}
+    pipelines = {m: ColorizationPipeline(m, device=device) for m in models if m != ORACLE}
     stimuli: list[StimulusEntry] = []
     bar = tqdm(
         total=len(photos) * (len(models) + 2),
@@ -283,15 +320,13 @@ def prepare_study(
         disable=not progress,
     )
     with _torch_threads(torch_threads):
-        for photo, rgb in photos.items():
-            renders = {REAL: rgb, SENTINEL: sentinel_image(rgb)}
-            bar.update(2)
-            for model, pipeline in pipelines.items():
-                renders[model] = pipeline(Image.fromarray(rgb, "RGB")).rgb
-                bar.update(1)
+        for index, (photo, rgb) in enumerate(photos.items()):
+            renders, source = render_photo(rgb, index, models, pipelines)
+            bar.update(len(renders))
             for condition, image in renders.items():
                 entry = _save_png(image, out)
                 entry.photo, entry.condition = photo, condition
+                entry.source = source if condition == SENTINEL else None
                 stimuli.append(entry)
     bar.close()
     if sentinels and sentinel_threshold > 0:
@@ -328,4 +363,17 @@ def prepare_study(
         record_database(out, db.url)
     finally:
         db.dispose()
+    if audit:
+        result = audit_study(out)
+        print(format_audit(result), file=sys.stderr)
+        print(
+            "audit: "
+            + (
+                "passed"
+                if result.ok
+                else "FAILED (see above; fix the stimuli before inviting anyone)"
+            )
+            + f" - run it again with: python -m study audit {out}",
+            file=sys.stderr,
+        )
     return manifest
