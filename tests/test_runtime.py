@@ -97,7 +97,8 @@ def test_the_setting_chooses_when_no_backend_is_named(cache, model, monkeypatch)
     with pytest.raises(InvalidCondition) as caught:
         ColorizationPipeline(model)
     assert str(caught.value) == (
-        "DEEPCOLOR_BACKEND=fast: unknown backend 'fast'; choose from auto, torch, openvino"
+        "DEEPCOLOR_BACKEND=fast: unknown backend 'fast'; choose from auto, torch, openvino, "
+        "openvino-int8"
     )
 
 
@@ -119,6 +120,8 @@ def test_a_damaged_export_is_said_and_rebuilt(served, model, photo, cache, capsy
     rebuilt = ColorizationPipeline(model)
     assert rebuilt.backend.name == "openvino"
     assert capsys.readouterr().err == (
+        "deepcolor: exporting ddcolor-tiny for OpenVINO (float32), once for these weights; this "
+        f"takes a minute or more (cached in {folder.parent})\n"
         f"deepcolor: the cached OpenVINO export of ddcolor-tiny at {folder} was damaged "
         f"(ValueError: model.bin has {size // 2:,} bytes, {size:,} were written); "
         "exported it again\n"
@@ -140,7 +143,10 @@ def test_an_export_that_cannot_be_built_falls_back_to_torch(
     monkeypatch.setattr(exports, "_export", unsupported)
     pipe = ColorizationPipeline(model)
     assert pipe.backend.name == "torch"
+    exports_folder = tmp_path / "fresh" / "exports"
     assert capsys.readouterr().err == (
+        "deepcolor: exporting ddcolor-tiny for OpenVINO (float32), once for these weights; this "
+        f"takes a minute or more (cached in {exports_folder})\n"
         "deepcolor: could not export ddcolor-tiny for OpenVINO (RuntimeError: an operation "
         "OpenVINO does not know); running it with torch\n"
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -177,6 +178,13 @@ def exported_graph(model: Colorizer, int8: bool = False) -> tuple[Any, str]:
             note += "exported it again"
             # the damaged folder is complete by its record: remove it so it is rebuilt
             (folder / RECORD_FILE).unlink(missing_ok=True)
+    # the first run of new weights waits for this: say what it is waiting for
+    precision = "int8" if int8 else "float32"
+    print(
+        f"deepcolor: exporting {model.name} for OpenVINO ({precision}), once for these weights; "
+        f"this takes a minute or more (cached in {folder.parent})",
+        file=sys.stderr,
+    )
     try:
         build_folder_atomically(
             folder,
