@@ -21,7 +21,10 @@ def _parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="colourise the photos and create a STUDY folder")
     prepare.add_argument("--images", required=True, help="folder of colour photos")
     prepare.add_argument(
-        "--models", required=True, help="comma-separated model names (see `deepcolor models`)"
+        "--models",
+        required=True,
+        help="comma-separated model names (see `deepcolor models`); `oracle` adds the control: "
+        "the original's own colour through the same bottleneck and treatment",
     )
     prepare.add_argument("--out", required=True, help="the new STUDY folder")
     prepare.add_argument(
