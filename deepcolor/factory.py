@@ -41,10 +41,14 @@ def download_command(info: ColorizerInfo, spec: str) -> str:
 def resolve_model_weights(spec: str | os.PathLike, model: str) -> Path:
     """The local folder of ``model``'s weights ``spec``: ``official`` (the authors' released
     checkpoint, downloaded and converted once), ``shipped:NAME``, a local folder or a Hub id."""
+    return _resolve(spec, colorizer_info(model))
+
+
+def _resolve(spec: str | os.PathLike, info: ColorizerInfo) -> Path:
     text = str(spec)
     if text == OFFICIAL_SPEC and not Path(text).exists():
-        return official_folder(model)
-    return resolve_weights(text, model, fetch_advice=download_command(colorizer_info(model), text))
+        return official_folder(info.name)
+    return resolve_weights(text, info.name, fetch_advice=download_command(info, text))
 
 
 def default_weights_problem(info: ColorizerInfo) -> str:
@@ -68,7 +72,7 @@ def default_weights_problem(info: ColorizerInfo) -> str:
     if spec == OFFICIAL_SPEC and not hub_offline():
         return ""  # cached, or downloaded and converted on first use
     try:
-        resolve_model_weights(spec, info.name)  # folders only: nothing is downloaded
+        _resolve(spec, info)  # folders only: nothing is downloaded
     except ModelUnavailable as exc:
         return str(exc)
     return ""
@@ -91,7 +95,7 @@ def create_colorizer(name: str, weights: str | None = "default", **kwargs: Any) 
                 return info.factory(**{**info.defaults, **kwargs})
             raise ModelUnavailable(default_weights_problem(info))
         weights = info.default_weights
-    folder = resolve_model_weights(weights, name)
+    folder = _resolve(weights, info)
     cls = info.factory
     if not hasattr(cls, "from_pretrained"):
         raise ModelUnavailable(f"model {name!r} cannot load saved weights")
