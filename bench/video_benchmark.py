@@ -20,6 +20,10 @@ it left the frame, or the pasted object covers or uncovers it). Figures:
   motion, to frame t, on pixels visible in both (away from the object's edge), over all pairs
   inside a shot. The true clip's own value is the floor (interpolation and rounding).
 - first frame after each cut: whether the stabilised frame equals the per-frame result exactly.
+- fades (``make_fade_clips``): single shots of ``FADE_SHOT`` frames that fade to black over
+  their last ``FADE_FRAMES`` frames (the last one black) or from black over their first; the
+  mean CIEDE2000 of the fading frames, per-frame vs stabilised, the worst frame's difference,
+  and cuts detected in them (there are none).
 - frames per second of ``deepcolor.video.colorize_video`` on an H.264 640x360 clip (decode,
   colourise, stabilise, encode), and peak memory (max RSS) of a 100- and a 2,000-frame clip.
 """
@@ -198,6 +202,77 @@ def flicker(frames_rgb: list[np.ndarray], maps: list[tuple | None]) -> float:
             count += change.size
         previous_ab = ab
     return total / max(count, 1)
+
+
+#: fade clips: one shot each, fading over FADE_FRAMES frames at its end (out) or start (in)
+FADE_SHOT = 66
+FADE_FRAMES = 16
+
+
+def fade(clip: list[Frame], out: bool) -> tuple[list[Frame], range]:
+    """The clip faded to black at its end (``out``) or from black at its start, as an editor's
+    fade does (the encoded RGB scaled); and the fading frames."""
+    count = len(clip)
+    frames = range(count - FADE_FRAMES, count) if out else range(FADE_FRAMES)
+    faded = []
+    for i, frame in enumerate(clip):
+        if i in frames:
+            step = (i - frames.start + 1) if out else (frames.stop - i)
+            k = 1.0 - step / FADE_FRAMES  # 0 at the last (first) frame: black
+            rgb = np.clip(frame.rgb.astype(np.float32) * k + 0.5, 0, 255).astype(np.uint8)
+            frame = replace(frame, rgb=rgb)
+        faded.append(frame)
+    return faded, frames
+
+
+def make_fade_clips(photos, size, seed: int) -> list[tuple[list[Frame], range]]:
+    """One clip of each kind of shot; the first two fade out, the other two fade in."""
+    rng = np.random.default_rng(seed)
+    photos = _landscape(photos)
+    clips = []
+    for i, kind in enumerate(KINDS):
+        shot = make_shot(photos, kind, size, FADE_SHOT, rng)
+        frames = [render(shot, t / (FADE_SHOT - 1), size) for t in range(FADE_SHOT)]
+        clips.append(fade(frames, out=i < 2))
+    return clips
+
+
+def measure_fades(pipe, clips, settings: StabilizerSettings = DEFAULT_STABILIZER) -> dict:
+    """Per-frame vs stabilised CIEDE2000 on the fading frames, and cuts detected in the clips."""
+    frame_de, stable_de, false_cuts, worst = [], [], 0, -np.inf
+    for clip, fading in clips:
+        truth = [f.rgb for f in clip]
+        out = list(colorize_frames(truth, pipe, settings=settings, keep_prediction=True))
+        for i in fading:
+            single, stable = (
+                ciede2000(truth[i], out[i].predicted_rgb),
+                ciede2000(truth[i], out[i].rgb),
+            )
+            frame_de.append(single)
+            stable_de.append(stable)
+            worst = max(worst, stable - single)
+        false_cuts += sum(f.starts_shot for f in out[1:])
+    return {
+        "clips": len(clips),
+        "frames": len(frame_de),
+        "de_frame": float(np.mean(frame_de)),
+        "de_stable": float(np.mean(stable_de)),
+        "worst": float(worst),
+        "false_cuts": false_cuts,
+    }
+
+
+def report_fades(name: str, r: dict) -> None:
+    print(f"\n{name}: {r['frames']} fading frames in {r['clips']} clips (2 fade out, 2 fade in)")
+    print("| | mean CIEDE2000 of the fading frames |")
+    print("|---|---|")
+    print(f"| per-frame | {r['de_frame']:.3f} |")
+    print(f"| stabilised | {r['de_stable']:.3f} |")
+    print(
+        f"CIEDE2000 change {r['de_stable'] - r['de_frame']:+.3f}; worst frame "
+        f"{r['worst']:+.3f} against per-frame; cuts detected where there is none: "
+        f"{r['false_cuts']}"
+    )
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -394,6 +469,10 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_AUTOMATIC)
     parser.add_argument("--tune", action="store_true", help="sweep settings on BSDS500 clips")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-fades", action="store_true")
+    parser.add_argument(
+        "--fades-only", action="store_true", help="only the fade clips (no other figures)"
+    )
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument(
         "--memory-model",
@@ -416,7 +495,15 @@ def main() -> None:
     if args.tune:
         return tune(pipe, data)
     print(f"settings: {DEFAULT_STABILIZER}")
-    clips = make_clips(read_photos(data, "kodak24"), EVAL_SIZE, EVAL_SEED)
+    photos = read_photos(data, "kodak24")
+    if not args.skip_fades or args.fades_only:
+        start = time.perf_counter()
+        fades = make_fade_clips(photos, EVAL_SIZE, EVAL_SEED)
+        report_fades(f"Kodak24 fade clips, seed {EVAL_SEED}", measure_fades(pipe, fades))
+        print(f"(measured in {time.perf_counter() - start:.0f} s)")
+        if args.fades_only:
+            return None
+    clips = make_clips(photos, EVAL_SIZE, EVAL_SEED)
     start = time.perf_counter()
     report(f"Kodak24 clips, seed {EVAL_SEED}", measure(pipe, clips, DEFAULT_STABILIZER))
     print(f"(measured in {time.perf_counter() - start:.0f} s)")

@@ -13,7 +13,10 @@ flow (OpenCV's DIS on L) and blended with the new prediction by a per-pixel conf
 where the flow is unreliable: a lightness mismatch after warping (occlusions, new content) and a
 forward-backward flow disagreement. When the frame matches the previous one poorly overall (the
 mean of that confidence under a strict lightness tolerance is low), it starts a new shot (a cut):
-its colours are the per-frame prediction, nothing is carried across.
+its colours are the per-frame prediction, nothing is carried across. Fades are told apart from
+cuts: the frame-wide change of light is taken out before the frames are compared, carried colours
+fade with a darkening frame, a brightening one trusts its new predictions, and frames too dark to
+compare (the black end of a fade) take their own prediction without starting a shot.
 Flow and blending work on L and ab at a reduced "analysis" size (the model works smaller still);
 the stabilised ab is upsampled and recombined with each frame's own full-resolution L, which is
 never changed. The settings were chosen on clips made from BSDS500 training photos
@@ -85,7 +88,7 @@ class Stabilizer:
         self.settings = settings
         self._cv2 = cv2
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-        self._previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # gray8, L, ab
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None  # L, ab
 
     def __call__(self, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray, bool]:
         """``L (h, w)`` and predicted ``ab (2, h, w)`` -> (stabilised ab, whether a shot starts).
@@ -93,26 +96,43 @@ class Stabilizer:
         The first frame and the first frame after a cut are returned exactly as predicted.
         """
         L = np.ascontiguousarray(L, dtype=np.float32)
-        gray8 = np.clip(L * 2.55 + 0.5, 0, 255).astype(np.uint8)  # L 0..100 -> 8 bits for DIS
         starts_shot = True
         out = ab
-        if self._previous is not None and self._previous[0].shape == gray8.shape:
-            warped_ab, confidence, continuity = self._carry(gray8, L)
+        if self._previous is not None and self._previous[0].shape == L.shape:
+            if _too_dark(L) or _too_dark(self._previous[0]):
+                # the end of a fade to black, or the start of a fade from it: nothing to compare
+                # and no colour to see; the frame takes its prediction and is no cut
+                self._previous = (L, out)
+                return out, False
+            warped_ab, confidence, continuity = self._carry(L)
             if continuity >= self.settings.cut_confidence:
                 weight = (self.settings.history * confidence)[None]
                 out = (weight * warped_ab + (1.0 - weight) * ab).astype(np.float32)
                 starts_shot = False
-        self._previous = (gray8, L, out)
+        self._previous = (L, out)
         return out, starts_shot
 
-    def _carry(self, gray8: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """The previous result warped onto this frame, the per-pixel trust in it, and how well
-        the two frames match overall (the cut score)."""
+    def _carry(self, L: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """The previous result carried onto this frame, the per-pixel trust in it, and how well
+        the two frames match overall (the cut score).
+
+        A fade or an exposure change scales the light of every pixel: in CIELAB that scales
+        ``L + 16`` and ``ab`` by one factor (the cube root of the change; ``L`` and ``ab`` alike
+        in the dark, where CIELAB is linear: :func:`_light`). The frame-wide factor (the median
+        ``gain``) is taken out before the frames are compared, so a fade is neither a mismatch
+        nor a cut; the carried colours are scaled by each pixel's own factor, so that they fade
+        with the frame instead of lagging behind it at their old strength.
+        """
         cv2, s = self._cv2, self.settings
-        prev_gray8, prev_L, prev_ab = self._previous
+        prev_L, prev_ab = self._previous
+        # for the flow: the previous frame at this frame's exposure (from the means), and dark
+        # frames stretched so that the flow has contrast to follow
+        rough = (float(L.mean()) + 16.0) / (float(prev_L.mean()) + 16.0)
+        stretch = min(MAX_STRETCH, max(1.0, 50.0 / max(float(np.percentile(L, 99)), 1e-3)))
+        gray8, prev_gray8 = _gray8(L * stretch), _gray8(((prev_L + 16.0) * rough - 16.0) * stretch)
         backward = self._flow.calc(gray8, prev_gray8, None)  # this frame -> previous
         forward = self._flow.calc(prev_gray8, gray8, None)  # previous -> this frame
-        height, width = gray8.shape
+        height, width = L.shape
         grid_x, grid_y = np.meshgrid(
             np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
         )
@@ -121,11 +141,18 @@ class Stabilizer:
         def warp(image: np.ndarray) -> np.ndarray:
             return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-        warped_ab = np.stack([warp(channel) for channel in prev_ab])
-        lightness_error = L - warp(prev_L)
+        inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+        light, warped_light = _light(L), _light(warp(prev_L))
+        ratio = np.clip(light / np.maximum(warped_light, 1e-3), *GAIN_RANGE)
+        gain = float(np.median(ratio[inside])) if inside.any() else 1.0
+        # darker: the carried colours fade with the frame; brighter: they are never amplified
+        # (colours predicted in the dark are the least sure), and trusted less, the more so
+        # the more the light grows, so that a fade from black follows the new predictions
+        warped_ab = np.stack([warp(channel) for channel in prev_ab]) * np.minimum(ratio, 1.0)
+        brightening = math.exp(-0.5 * (max(0.0, math.log(gain)) / BRIGHTENING_SIGMA) ** 2)
+        lightness_error = light - gain * warped_light  # only the frame-wide change taken out
         round_trip = backward + warp(forward)
         disagreement = np.square(round_trip).sum(axis=-1)
-        inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
         error2, flow_term = np.square(lightness_error), 0.5 * disagreement / s.consistency_sigma**2
         inside = inside.astype(np.float32)
 
@@ -133,7 +160,37 @@ class Stabilizer:
             return np.exp(-0.5 * error2 / sigma**2 - flow_term) * inside
 
         continuity = float(trust(s.cut_lightness_sigma).mean())
-        return warped_ab, trust(s.lightness_sigma).astype(np.float32), continuity
+        confidence = (trust(s.lightness_sigma) * brightening).astype(np.float32)
+        return warped_ab, confidence, continuity
+
+
+#: the most that dark frames are stretched for the flow, and the exposure change from one frame
+#: to the next that is taken for a fade (beyond it, the frames simply do not match)
+MAX_STRETCH = 8.0
+GAIN_RANGE = (0.5, 2.0)
+#: how fast trust in the carried colours falls as the frame brightens: exp(-1/2) at 5 % more
+#: ``L + 16`` than the frame before (a fade from black gains far more; a still shot, none)
+BRIGHTENING_SIGMA = math.log(1.02)
+
+
+#: a frame whose brightest pixels (99th percentile) are darker than this CIELAB L is nearly
+#: black: too dark to compare with another (a fade's last or first frames)
+DARK_LIGHTNESS = 8.0
+
+
+def _too_dark(L: np.ndarray) -> bool:
+    return float(np.percentile(L, 99)) < DARK_LIGHTNESS
+
+
+def _light(L: np.ndarray) -> np.ndarray:
+    """What scales with ab when a pixel's light is scaled: ``L + 16`` where CIELAB takes the
+    cube root (L >= 8), ``L`` itself below, where it is linear (joined continuously)."""
+    return np.where(L >= 8.0, L + 16.0, 3.0 * L).astype(np.float32)
+
+
+def _gray8(L: np.ndarray) -> np.ndarray:
+    """CIELAB L 0..100 -> 8 bits, what the flow reads."""
+    return np.clip(L * 2.55 + 0.5, 0, 255).astype(np.uint8)
 
 
 # --- colourising frames ---------------------------------------------------------------------------

@@ -459,3 +459,27 @@ def test_folders_of_clips_are_searched_like_folders_of_photos(tmp_path):
     assert others == [str(tmp_path)]  # searched for photos too
     flat, _ = split_clips([str(tmp_path)], recursive=False, skip=tmp_path / "out")
     assert flat == [(tmp_path / "a.mp4", Path("a.mp4"))]
+
+
+def test_a_fade_to_black_is_followed_and_never_taken_for_a_cut():
+    """A model that predicts each frame's true colours: along a fade the stabilised colours fade
+    with the frame (they do not lag at their old strength), and no frame is a cut, black ones
+    included."""
+    import cv2
+    from skimage.color import rgb2lab
+
+    from deepcolor.video import Stabilizer
+
+    rng = np.random.default_rng(3)
+    photo = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (64, 48))
+    stabilizer, errors, cuts = Stabilizer(), [], []
+    for t in range(24):
+        k = min(1.0, (24 - t) / 16)  # 8 still frames, then 16 frames down to black
+        rgb = np.clip(photo * k + 0.5, 0, 255).astype(np.uint8)
+        lab = rgb2lab(rgb).astype(np.float32)
+        truth = np.moveaxis(lab[..., 1:], -1, 0)
+        ab, starts_shot = stabilizer(lab[..., 0], truth)
+        errors.append(float(np.abs(ab - truth).mean()))
+        cuts.append(starts_shot)
+    assert cuts == [True] + [False] * 23
+    assert max(errors) < 2.5, np.round(errors, 2)  # carried at full strength: up to 17

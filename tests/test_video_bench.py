@@ -55,3 +55,17 @@ def test_true_clip_flicker_is_small_along_the_known_motion(bench, kinds):
     assert bench.flicker(truth, standing) > 3 * along_motion
     if "object" in kinds:
         assert clip[0].layer.any() and not np.array_equal(clip[0].layer, clip[11].layer)
+
+
+def test_fade_clips_fade_to_and_from_black(bench):
+    rng = np.random.default_rng(0)
+    clip, _ = bench.make_clip(_photos(), ("pan", "zoom"), (96, 54), 20, rng)
+    out, fading = bench.fade(clip, out=True)
+    assert fading == range(len(clip) - bench.FADE_FRAMES, len(clip))
+    assert out[-1].rgb.max() == 0 and out[fading.start].rgb.mean() < clip[fading.start].rgb.mean()
+    assert all(
+        np.array_equal(a.rgb, b.rgb) for a, b in zip(out[: fading.start], clip, strict=False)
+    )
+    into, fading_in = bench.fade(clip, out=False)
+    assert fading_in == range(bench.FADE_FRAMES) and into[0].rgb.max() == 0
+    assert np.array_equal(into[bench.FADE_FRAMES].rgb, clip[bench.FADE_FRAMES].rgb)
