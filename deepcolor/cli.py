@@ -16,6 +16,9 @@ EPILOG = """examples:
   deepcolor download ddcolor ddcolor-tiny      # published weights, for later offline use
   deepcolor colorize old-photo.jpg -o out/ --model unet
   deepcolor colorize 'scans/**/*.tif' -o out/ --model siggraph17
+  deepcolor colorize archive/ -o out/ --skip-existing     # continue a stopped run
+  accelerate launch --multi_gpu --num_processes 2 -m deepcolor colorize archive/ -o out/
+  deepcolor colorize hf://datasets/OWNER/NAME:train --save-dataset colour/ --push-to-hub me/colour
   deepcolor evaluate $DEEPCOLOR_EVAL_DATA/eval/kodak24 --model gray --model tint --csv kodak.csv
 """
 
@@ -140,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
         "subfolders there, so same-named photos of different subfolders stay apart (a remaining "
         "clash is reported, never overwritten). Originals and existing outputs are never "
         "overwritten (unless --overwrite); outputs already inside OUTDIR are not colourised "
-        "again. Failed files are listed at the end and the exit code is 1.",
+        "again. Failed files are listed at the end and the exit code is 1. OUTDIR/manifest.csv "
+        "records every input's outcome; --skip-existing continues a stopped run. Under "
+        "`accelerate launch -m deepcolor` the inputs are split across the processes.",
     )
     colorize.add_argument(
         "inputs",
