@@ -63,6 +63,7 @@ def main() -> int:
     parser.add_argument("--imagenet", type=int, default=300)
     parser.add_argument("--max-side", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--after-only", action="store_true", help="skip the stimuli of before")
     parser.add_argument("--data", default=os.environ.get("DEEPCOLOR_EVAL_DATA"))
     args = parser.parse_args()
     if not args.data:
@@ -83,7 +84,10 @@ def main() -> int:
         outputs = {m: p(image) for m, p in pipelines.items()}
         cached = {m: (lambda _image, r=r: r) for m, r in outputs.items()}
         after, sources[photo] = render_photo(rgb, index, ["oracle", *models], cached)
-        for label, renders in (("before", before(rgb, outputs)), ("after", after)):
+        labelled = [("after", after)]
+        if not args.after_only:
+            labelled.append(("before", before(rgb, outputs)))
+        for label, renders in labelled:
             for condition, pixels in renders.items():
                 stimuli[label].setdefault(condition, {})[photo] = features(pixels)
         if index % 25 == 0:
@@ -91,13 +95,14 @@ def main() -> int:
                 f"{index + 1}/{len(photos)} photos, {time.perf_counter() - started:.0f} s",
                 flush=True,
             )
-    results = {
-        "before": audit_stimuli(stimuli["before"]),
-        "after": audit_stimuli(stimuli["after"], sources),
-    }
+    results = {"after": audit_stimuli(stimuli["after"], sources)}
+    if not args.after_only:
+        results["before"] = audit_stimuli(stimuli["before"])
     for label, result in results.items():
         print(f"\n== {label} ==\n{format_audit(result)}")
     conditions = ["oracle", *models, "sentinel"]
+    if args.after_only:
+        return 0
     print("\n| rule | " + " | ".join(conditions) + " |")
     print("|---|" + "---|" * len(conditions))
     for rule in RULES:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -320,7 +321,10 @@ def sentinel_detectability(
                 ]
         return out
 
-    halves = (columns(photos[0::2]), columns(photos[1::2]))
+    # Halves drawn at random (seeded): every half holds sentinels of every source model, which
+    # take turns by photo and would otherwise fall one model to a half.
+    shuffled = random.Random(0).sample(photos, len(photos))
+    halves = (columns(shuffled[0::2]), columns(shuffled[1::2]))
     scores, chosen = [], []
     for train, test in ((halves[0], halves[1]), (halves[1], halves[0])):
         _, name, threshold, above = _best_classifier(train)
