@@ -105,7 +105,7 @@ def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> 
         choices=("auto", "torch", "openvino", "openvino-int8"),
         help="who runs the network (default: DEEPCOLOR_BACKEND, else auto). auto: OpenVINO on "
         "the CPU for the DDColor models (exported once per weights and cached), torch "
-        "elsewhere; torch; openvino; or openvino-int8 (quantised, ddcolor-tiny only)",
+        "elsewhere; torch; openvino; or openvino-int8 (quantised; the DDColor models)",
     )
     parser.add_argument(
         "--processing",

@@ -202,13 +202,11 @@ def test_int8_is_a_separate_export_asked_for_by_name(served, model, cache):
     assert 0 < difference.max() < 30  # quantised: close to float32, not equal
 
 
-def test_int8_is_refused_where_it_was_not_shown_to_keep_the_colours(cache):
-    from deepcolor.models.ddcolor import DDColorColorizer
-
-    large = DDColorColorizer(**TINY_KWARGS["ddcolor"])
+def test_int8_is_refused_where_it_was_not_shown_to_keep_the_colours(cache, model, monkeypatch):
+    monkeypatch.setattr(DDColorTinyColorizer, "int8_keeps_colours", False)
     with pytest.raises(InvalidCondition) as caught:
-        ColorizationPipeline(large, backend="openvino-int8")
+        ColorizationPipeline(model, backend="openvino-int8")
     assert str(caught.value) == (
-        "backend 'openvino-int8' cannot run ddcolor: int8 is offered only where it was measured "
-        "to keep the colours (ddcolor-tiny); use backend 'openvino' (float32)"
+        "backend 'openvino-int8' cannot run ddcolor-tiny: int8 is offered only where it was "
+        "measured to keep the colours (the DDColor models); use backend 'openvino' (float32)"
     )

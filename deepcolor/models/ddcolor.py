@@ -468,6 +468,8 @@ class DDColorColorizer(Colorizer):
     #: the original's photo path (RGB resized before L, nearest ab, OpenCV CIELAB) is reproduced
     authors_processing = "ddcolor"
     exportable = True
+    #: int8 vs float32 CIEDE2000 mean 0.015 / 0.048, max 1.85 / 1.79 (tiny / large; docs/ddcolor.md)
+    int8_keeps_colours = True
     #: encoder when neither the caller nor a config.json names one
     default_encoder: ClassVar[str] = "convnext-l"
 
@@ -696,4 +698,3 @@ class DDColorPaperColorizer(DDColorColorizer):
 class DDColorTinyColorizer(DDColorColorizer):
     name = "ddcolor-tiny"
     default_encoder = "convnext-t"
-    int8_keeps_colours = True  # mean 0.015, max 1.85 (docs/ddcolor.md)

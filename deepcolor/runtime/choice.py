@@ -41,8 +41,8 @@ def _why_not_openvino(
         return f"model {model.name!r} is not served by it (it serves the DDColor models)"
     if int8 and not getattr(model, "int8_keeps_colours", False):
         return (
-            "int8 is offered only where it was measured to keep the colours (ddcolor-tiny); "
-            "use backend 'openvino' (float32)"
+            "int8 is offered only where it was measured to keep the colours (the DDColor "
+            "models); use backend 'openvino' (float32)"
         )
     if device.type != "cpu":
         return f"it runs on the CPU, and this pipeline runs on {device.type}"
