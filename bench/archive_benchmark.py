@@ -9,7 +9,8 @@ of its Kodak24 photos (``--photos`` of them, 384x256, seeded), written to a temp
 - speed: ``deepcolor colorize IN -o OUT --model M`` (one process, torch's default threads) and
   the same under ``accelerate launch --multi_gpu --num_processes 2`` (on a machine without
   CUDA: two CPU processes over gloo, each with its share of the cores). Wall clock of the whole
-  command, as a user waits for it, and photos per second; the merged manifest is compared with
+  command, as a user waits for it, and photos per second, also once started (from the first
+  photo finished to the last, from the manifest's times); the merged manifest is compared with
   the input list (every input exactly once).
 - kill: a 2-process run whose second process is killed (SIGKILL) half-way, then the same command
   with ``--skip-existing``: no partial file under a final name, every input exactly once in the
@@ -102,6 +103,15 @@ def check_once(manifest: Path, inputs: list[Path]) -> str:
     return f"MISMATCH: {len(listed)} rows, {len(set(listed))} distinct, {missing} inputs missing"
 
 
+def steady_rate(manifest: Path) -> float:
+    """Photos per second between the first and the last finished photo (no start-up)."""
+    from datetime import datetime
+
+    with manifest.open(newline="") as handle:
+        stamps = sorted(datetime.fromisoformat(row["finished"]) for row in csv.DictReader(handle))
+    return (len(stamps) - 1) / max((stamps[-1] - stamps[0]).total_seconds(), 1e-9)
+
+
 def timed(command: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -115,7 +125,7 @@ def colorize(inputs: Path, out: Path, model: str, *extra: str) -> list[str]:
 def speed(data: Path, work: Path, count: int, model: str) -> None:
     inputs = write_photos(data, work / "in", count)
     env = os.environ | CPU_ONLY
-    rates = {}
+    rates, steady = {}, {}
     for label, launcher in (("1 process", [sys.executable]), ("2 processes", LAUNCH)):
         out = work / label.replace(" ", "-")
         before = loadavg()
@@ -123,13 +133,18 @@ def speed(data: Path, work: Path, count: int, model: str) -> None:
         if done.returncode != 0:
             sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
         rates[label] = count / wall
+        steady[label] = steady_rate(out / "manifest.csv")
         print(
-            f"{label}: {count} photos in {wall:.1f} s = {rates[label]:.2f} photos/s; "
+            f"{label}: {count} photos in {wall:.1f} s = {rates[label]:.2f} photos/s "
+            f"({steady[label]:.2f} photos/s from the first photo done to the last); "
             f"{check_once(out / 'manifest.csv', inputs)}; load average before {before}, "
             f"after {loadavg()}",
             flush=True,
         )
-    print(f"throughput ratio, 2 processes / 1: {rates['2 processes'] / rates['1 process']:.2f}")
+    print(
+        f"throughput ratio, 2 processes / 1: {rates['2 processes'] / rates['1 process']:.2f} "
+        f"wall clock, {steady['2 processes'] / steady['1 process']:.2f} once started"
+    )
 
 
 def _readable(path: Path) -> bool:
