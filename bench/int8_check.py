@@ -13,51 +13,21 @@ never asserted.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from test_ddcolor import formula_weights  # noqa: E402  (the data folder's formula, written once)
+
 from deepcolor import ColorizationPipeline, colorizer_info  # noqa: E402
 from deepcolor.datasets import eval_data_folder  # noqa: E402
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "deepcolor" / "examples"
-
-
-def formula_weights(data: Path, variant: str) -> dict[str, torch.Tensor]:
-    """The data folder's formula weights (its ddcolor/README.md, rules 1-8)."""
-    layout = json.loads((data / "ddcolor" / f"{variant}_state_dict.json").read_text())
-    state: dict[str, torch.Tensor] = {}
-    for i, (key, shape) in enumerate(layout.items()):
-        n = math.prod(shape)
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros(shape, dtype=torch.long)
-            continue
-        s = torch.sin(torch.arange(n, dtype=torch.float64) * 0.618 + i).reshape(shape)
-        if key.endswith("running_var"):
-            state[key] = 1.0 + 0.5 * s**2
-        elif len(shape) == 1 and key.endswith(("weight", "gamma")):
-            state[key] = 1.0 + 0.1 * s
-        elif key.endswith("running_mean") or len(shape) <= 1:
-            state[key] = 0.02 * s
-        elif key.endswith("weight_v"):
-            state[key] = s / s.norm()
-        else:
-            state[key] = s * math.sqrt(2.0 / max(1, n // shape[0]))
-    for key in state:
-        if key.endswith("weight_u"):
-            weight = state[key[:-1] + "orig"]
-            wv = weight.reshape(weight.shape[0], -1) @ state[key[:-1] + "v"]
-            state[key] = wv / wv.norm()
-    with np.load(data / "ddcolor" / f"{variant}_batchnorm.npz") as batchnorm:
-        state.update({k: torch.from_numpy(v) for k, v in batchnorm.items()})
-    return state
+EXAMPLES = ROOT / "deepcolor" / "examples"
 
 
 def main() -> None:
@@ -77,7 +47,7 @@ def main() -> None:
     for name in args.models:
         cls = colorizer_info(name).factory
         variant = "tiny" if name == "ddcolor-tiny" else "large"
-        model = cls.from_state_dict(formula_weights(data, variant))
+        model = cls.from_state_dict(formula_weights(data / "ddcolor", variant))
         folder = Path(tempfile.mkdtemp()) / name
         model.save_pretrained(folder)
         pipes = {
