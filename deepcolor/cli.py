@@ -397,9 +397,22 @@ def cmd_colorize(args) -> int:
     return _colorize_files(args)
 
 
+def _process_pipeline(args):
+    """``(pipeline, conditions, process state)`` for this process of a run: the conditions and
+    the model checked first, the device this process takes (its own GPU under a launcher)."""
+    from .runs import process_device, process_state
+
+    conditions = _conditions(args)
+    _choose_model(args)
+    state = process_state()
+    args.device = process_device(state, args.device)
+    pipe = _pipeline(args, args.model)
+    _check_conditions(pipe.model, conditions)
+    return pipe, conditions, state
+
+
 def _colorize_dataset(args, source) -> int:
     from .hub_datasets import check_push, colorize_dataset, push
-    from .runs import process_device, process_state
 
     folder = args.save_dataset or args.output
     if folder is None:
@@ -410,12 +423,7 @@ def _colorize_dataset(args, source) -> int:
     if args.push_to_hub:
         check_push(args.push_to_hub)
     folder = Path(folder)
-    conditions = _conditions(args)
-    _choose_model(args)
-    state = process_state()
-    args.device = process_device(state, args.device)
-    pipe = _pipeline(args, args.model)
-    _check_conditions(pipe.model, conditions)
+    pipe, conditions, state = _process_pipeline(args)
     counts = colorize_dataset(
         source,
         folder,
@@ -448,7 +456,7 @@ def _colorize_dataset(args, source) -> int:
 
 def _colorize_files(args) -> int:
     from .pipeline import find_image_files
-    from .runs import RunOptions, plan, process_device, process_state, report, run
+    from .runs import RunOptions, plan, report, run
     from .video import split_clips
 
     out_dir = Path(args.output)
@@ -462,13 +470,8 @@ def _colorize_files(args) -> int:
     if not clips and not found:
         print("error: no input images or clips found", file=sys.stderr)
         return 2
-    conditions = _conditions(args)
-    _choose_model(args)
-    state = process_state()
-    args.device = process_device(state, args.device)
     # one pipeline for clips and photos; an unknown model fails before anything is created
-    pipe = _pipeline(args, args.model)
-    _check_conditions(pipe.model, conditions)
+    pipe, conditions, state = _process_pipeline(args)
     options = RunOptions(
         out_dir=out_dir,
         manifest=Path(args.manifest) if args.manifest else out_dir / "manifest.csv",
